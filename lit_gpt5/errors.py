@@ -1,0 +1,42 @@
+"""Errors that a user can fix.
+
+Anything raised as a ``UserError`` is printed by the command-line entry points as one line (what is wrong and what
+to do), with a non-zero exit and no traceback. Set ``LIT_GPT5_DEBUG=1`` to see the traceback as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEBUG_ENV = "LIT_GPT5_DEBUG"
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, with the fix in the message."""
+
+    exit_code = 2
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def run_main(main: Callable[[], T]) -> T:
+    """Run a command's ``main``; turn a ``UserError`` into one line on stderr and exit code 2."""
+    try:
+        return main()
+    except UserError as err:
+        if debug_enabled():
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        if debug_enabled():
+            raise
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,0 +1,205 @@
+"""The LightningModule: a GPT-2, its loss, AdamW, and warmup + cosine decay."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+
+from lit_gpt5.errors import UserError
+from lit_gpt5.loss import cross_entropy_sum, mean_loss
+from lit_gpt5.model import GPT, GPTConfig
+
+
+def lr_at(step: int, learning_rate: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
+    """Linear warmup from ~0 to ``learning_rate`` over ``warmup_steps``, cosine decay to ``min_lr`` at ``decay_steps``."""
+    if step < warmup_steps:
+        return learning_rate * (step + 1) / (warmup_steps + 1)
+    if step >= decay_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
+
+
+class GPTLitModule(L.LightningModule):
+    """GPT-2 trained with token-level cross-entropy.
+
+    Works for both jobs of the project: batches are ``(x, y)`` with ``y`` = -100 where a token is not supervised
+    (nowhere in pretraining, on the prompt in instruction tuning). The loss of an optimizer step is the mean over
+    all supervised tokens of all its micro-batches on all ranks, so gradient accumulation and data parallelism
+    give the same gradient as one big batch.
+
+    Args:
+        model_name: a ``GPTConfig.from_name`` size; ``model5`` is GPT-2 small (124M).
+        n_positions, n_layer, n_head, n_embd, dropout, bias: override single fields of the named size
+            (``n_positions`` is ``GPTConfig.block_size``: the longest context the model can see).
+        learning_rate: peak learning rate, reached after ``warmup_steps``.
+        min_lr: learning rate at the end of the cosine decay.
+        warmup_steps: optimizer steps of linear warmup.
+        lr_decay_steps: optimizer step at which the cosine reaches ``min_lr``; default: the Trainer's ``max_steps``.
+        weight_decay: AdamW decoupled weight decay, applied to matrices and embeddings only (not biases, norms).
+        beta1, beta2: AdamW betas; 0.95 (not 0.999) keeps large-batch GPT training stable.
+        activation_checkpointing: recompute block activations in backward to save memory.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "model5",
+        n_positions: int | None = None,
+        n_layer: int | None = None,
+        n_head: int | None = None,
+        n_embd: int | None = None,
+        dropout: float | None = None,
+        bias: bool | None = None,
+        learning_rate: float = 6e-4,
+        min_lr: float = 6e-5,
+        warmup_steps: int = 50,
+        lr_decay_steps: int | None = None,
+        weight_decay: float = 0.1,
+        beta1: float = 0.9,
+        beta2: float = 0.95,
+        activation_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if learning_rate <= 0 or min_lr < 0 or min_lr > learning_rate:
+            raise UserError(f"need 0 <= min_lr <= learning_rate and learning_rate > 0, got {min_lr=} {learning_rate=}")
+        if warmup_steps < 0:
+            raise UserError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        config = GPTConfig.from_name(
+            model_name, block_size=n_positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias
+        )
+        self.model = GPT(config)
+        self.model.gradient_checkpointing = activation_checkpointing
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        # Per optimizer step: loss sum, supervised tokens, input tokens, accumulated over micro-batches.
+        self._step_stats = torch.zeros(3, dtype=torch.float64)
+        self._loss_ref: float | None = None
+        self.tokens_seen = 0
+        self._last_batch_shape = (0, 0)
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    @property
+    def flops_per_batch(self) -> int:
+        """Read by Lightning's ThroughputMonitor to log FLOP/s and MFU."""
+        batch, seq = self._last_batch_shape
+        return self.model.flops_per_token(seq, training=self.training) * batch * seq
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_block = getattr(datamodule, "block_size", None)
+        if data_block is not None and data_block > self.config.block_size:
+            raise UserError(
+                f"data block_size {data_block} is larger than the model's {self.config.block_size} positions; "
+                f"lower --data.block_size or raise --model.n_positions"
+            )
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        self._last_batch_shape = tuple(x.shape)
+        loss_sum, count = cross_entropy_sum(self.model(x), y)
+        if self._step_stats.device != loss_sum.device:
+            self._step_stats = self._step_stats.to(loss_sum.device)
+        tokens = torch.tensor(float(x.numel()), dtype=torch.float64, device=loss_sum.device)
+        self._step_stats += torch.stack([loss_sum.detach().double(), count.double(), tokens])
+        if self._loss_ref is None:
+            # A fixed divisor of the order of a micro-batch's token count keeps the backward's magnitude like a mean
+            # (what fp16 loss scaling expects); on_before_optimizer_step replaces it with the step's true count.
+            self._loss_ref = float(y.numel())
+        return loss_sum / self._loss_ref
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Gradients now hold  sum_{micro-batches} grad(loss_sum) / (loss_ref * accumulate), averaged over ranks by
+        # DDP/FSDP. Rescale once so they are  grad(sum of token losses) / (supervised tokens of the whole step).
+        stats = self.trainer.strategy.reduce(self._step_stats.clone(), reduce_op="sum")
+        self._step_stats.zero_()
+        loss_sum, supervised, tokens = stats.tolist()
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        # Nothing supervised in this step: a zero update, never NaN.
+        ref = self._loss_ref * self.trainer.accumulate_grad_batches * self.trainer.world_size
+        scale = ref / supervised if supervised > 0 else 0.0
+        if scale != 1.0:
+            torch._foreach_mul_(grads, scale)
+        self.tokens_seen += int(tokens)
+        grad_norm = torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+        self.log("train/loss", loss_sum / max(supervised, 1), prog_bar=True)
+        self.log("train/grad_norm", grad_norm)  # before clipping: the Trainer clips after this hook
+        self.log("train/supervised_tokens", supervised)
+        self.log("train/tokens", float(self.tokens_seen))
+        self.log("lr", optimizer.param_groups[0]["lr"])
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: MeanMetric) -> None:
+        x, y = batch
+        self._last_batch_shape = tuple(x.shape)
+        loss_sum, count = cross_entropy_sum(self.model(x), y)
+        metric.update(mean_loss(loss_sum, count), weight=count)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss)
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()  # token-weighted mean, already reduced across ranks
+        self.val_loss.reset()
+        if self.trainer.sanity_checking:
+            # Lightning drops what is logged during the sanity check. When it covered the whole held-out split
+            # (num_sanity_val_steps=-1) it is the untrained model's val loss: record it at the current step.
+            if math.isinf(self.trainer.num_sanity_val_steps) and self.trainer.is_global_zero:
+                metrics = {"val/loss": loss.item(), "val/ppl": math.exp(min(loss.item(), 50.0))}
+                for logger in self.trainer.loggers:
+                    logger.log_metrics(metrics, step=self.global_step)
+                print(f"step {self.global_step}: val/loss {metrics['val/loss']:.4f}")
+            return
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/ppl", torch.exp(loss.clamp(max=50.0)))
+        # Plot validation at the number of optimizer steps taken (100, 200, ...), not Lightning's last batch index.
+        self.log("step", float(self.global_step))
+        if self.trainer.is_global_zero and not self.trainer.state.fn == "validate":
+            print(f"step {self.global_step}: val/loss {loss.item():.4f}")
+
+    def on_test_epoch_end(self) -> None:
+        loss = self.test_loss.compute()
+        self.test_loss.reset()
+        self.log("test/loss", loss)
+        self.log("test/ppl", torch.exp(loss.clamp(max=50.0)))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_gpt5"] = {"tokens_seen": self.tokens_seen, "loss_ref": self._loss_ref}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("lit_gpt5", {})
+        self.tokens_seen = state.get("tokens_seen", 0)
+        self._loss_ref = state.get("loss_ref")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.learning_rate,
+            betas=(hp.beta1, hp.beta2),
+            # One fused kernel for all parameters on GPU: several times faster than the per-tensor loop.
+            fused=self.device.type == "cuda",
+        )
+        decay_steps = hp.lr_decay_steps
+        if decay_steps is None:
+            decay_steps = self.trainer.max_steps
+            if decay_steps is None or decay_steps < 0:
+                raise UserError("set --trainer.max_steps (or --model.lr_decay_steps) so the cosine schedule has an end")
+        warmup, peak, floor = hp.warmup_steps, hp.learning_rate, hp.min_lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_at(step, peak, floor, warmup, decay_steps) / peak
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

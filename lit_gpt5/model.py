@@ -1,0 +1,163 @@
+"""GPT-2, the network: one readable file, torch only.
+
+Parameter names follow nanoGPT and Hugging Face (``transformer.h.0.attn.c_attn.weight`` ...), so converting weights
+is a matter of transposing HF's Conv1D matrices, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024  # positions the model has embeddings for: the longest context it can ever see
+    vocab_size: int = 50257  # the GPT-2 BPE: 50,000 merges + 256 bytes + <|endoftext|>
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0  # 0 for pretraining on lots of data; ~0.1 when a small book is seen many times
+    bias: bool = True  # GPT-2 has biases in Linear and LayerNorm; False is slightly faster and as good
+    layer_norm_epsilon: float = 1e-5  # GPT-2's value; matters for bit-level agreement with HF weights
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> GPTConfig:
+        """A named size: ``model5``/``gpt2`` (124M), ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``, or a small CPU size
+        (``gpt-mini``, ``gpt-micro``, ``gpt-nano``, minGPT's names). Keyword overrides change single fields."""
+        if name not in CONFIGS:
+            from lit_gpt5.errors import UserError
+
+            raise UserError(f"unknown model name {name!r}; choose one of: {', '.join(CONFIGS)}")
+        return replace(CONFIGS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+CONFIGS: dict[str, GPTConfig] = {
+    # Model 5 of the experiment is GPT-2 small, trained from scratch.
+    "model5": GPTConfig(n_layer=12, n_head=12, n_embd=768),
+    "gpt2": GPTConfig(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": GPTConfig(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": GPTConfig(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": GPTConfig(n_layer=48, n_head=25, n_embd=1600),
+    # Sizes that train on a laptop CPU. With 50,257 tied embeddings most of their parameters and FLOPs are the
+    # vocabulary projection, so depth and width are cheap to add until n_embd grows.
+    "gpt-mini": GPTConfig(n_layer=6, n_head=6, n_embd=192, block_size=256),
+    "gpt-micro": GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256),
+    "gpt-nano": GPTConfig(n_layer=3, n_head=3, n_embd=48, block_size=256),
+}
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        # Fused attention (flash / memory-efficient kernels on GPU): never materializes the T x T matrix.
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        # Recompute each block's activations in the backward pass instead of storing them: ~1/3 more compute for
+        # activation memory that no longer grows with depth. What lets GPT-2 Large/XL fine-tune on one GPU.
+        self.gradient_checkpointing = False
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Tied input and output embeddings, as in GPT-2: 38.6M fewer parameters for the 124M model.
+        self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2's scaled init: each block adds two residual branches, so their output projections start with std
+        # 0.02 / sqrt(2 * n_layer) to keep the residual stream's variance independent of depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters, counting the tied embedding once; ``non_embedding`` leaves out the position embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self, seq_len: int, training: bool = True) -> int:
+        """Matmul FLOPs per token (PaLM appendix B): 2N forward, 6N with backward, plus attention scores."""
+        cfg = self.config
+        attn = 2 * cfg.n_layer * seq_len * cfg.n_embd  # QK^T and AV, per token, forward, causal-unaware
+        forward = 2 * self.num_params(non_embedding=True) + attn
+        return 3 * forward if training else forward
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab_size)."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than the model's {self.config.block_size} positions")
+        pos = torch.arange(T, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))

@@ -1,0 +1,172 @@
+"""Fixtures shared by the tests.
+
+Files from ``../shared`` (the book, the GPT-2 ranks) are reached only through ``shared_dir``: set ``LIT_GPT5_SHARED``
+to point elsewhere. Without it the tests that need the book skip, except under CI (``CI`` set), where they fail.
+Every test runs with its own empty cache directory and with sockets limited to loopback: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import ipaddress
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK_REL = Path("data/gutenberg/829-0.txt")
+RANKS_REL = Path("assets/gpt2.tiktoken")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = Path(os.environ.get("LIT_GPT5_SHARED") or REPO.parent / "shared")
+    if not (path / BOOK_REL).exists():
+        msg = f"shared test data not found: {path / BOOK_REL} (set LIT_GPT5_SHARED to the folder holding data/)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def book_path(shared_dir: Path) -> Path:
+    return shared_dir / BOOK_REL
+
+
+@pytest.fixture(scope="session")
+def book_text(book_path: Path) -> str:
+    return book_path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def book_tokens(book_text: str):
+    import torch
+
+    from lit_gpt5.gutenberg import clean_gutenberg
+    from lit_gpt5.tokenizer import get_tokenizer
+
+    return torch.tensor(get_tokenizer().encode_ordinary(clean_gutenberg(book_text)), dtype=torch.int32)
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("LIT_GPT5_CACHE", str(cache))
+    monkeypatch.delenv("LIT_GPT5_GUTENBERG_MIRROR", raising=False)
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse connections to anything but loopback, so a test can never depend on (or hit) the internet."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                raise ConnectionRefusedError(f"tests may not reach the network ({host})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if host not in (None, "localhost") and not _is_ip(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests may not resolve {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
+def _is_ip(host) -> bool:
+    try:
+        ipaddress.ip_address(host if isinstance(host, str) else host.decode())
+        return True
+    except ValueError:
+        return False
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {}
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.hits.append(self.path)
+        route = self.routes.get(self.path)
+        if route is None:
+            self.send_error(404)
+        else:
+            route(self)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def serve_bytes(data: bytes, status: int = 200) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/plain; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return route
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 whose routes map a path to a handler function."""
+
+    def __init__(self) -> None:
+        handler = type("Handler", (_Handler,), {"routes": {}, "hits": []})
+        self.handler = handler
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @property
+    def routes(self) -> dict:
+        return self.handler.routes
+
+    @property
+    def hits(self) -> list[str]:
+        return self.handler.hits
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    server = LoopbackServer()
+    server.thread.start()
+    yield server
+    with contextlib.suppress(Exception):
+        server.stop()
+
+
+@pytest.fixture
+def seeded_tiktoken_cache(shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TIKTOKEN_CACHE_DIR holding r50k_base's ranks, so tiktoken's own encoding loads offline."""
+    url = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+    cache = tmp_path / "tiktoken"
+    cache.mkdir()
+    shutil.copy(shared_dir / RANKS_REL, cache / hashlib.sha1(url.encode()).hexdigest())
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    return cache

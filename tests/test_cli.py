@@ -1,0 +1,93 @@
+import glob
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_gpt5.cli import main
+from tests.conftest import REPO
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def tiny_args(book_path, steps=40) -> list[str]:
+    return [
+        "--model.model_name=gpt-nano",
+        "--model.n_layer=2",
+        "--model.n_embd=32",
+        "--model.n_head=2",
+        "--model.learning_rate=1e-2",
+        "--model.warmup_steps=5",
+        f"--data.text_path={book_path}",
+        "--data.block_size=32",
+        "--data.batch_size=16",
+        "--data.val_batch_size=256",
+        f"--trainer.max_steps={steps}",
+        "--trainer.val_check_interval=20",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+    ]
+
+
+def test_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"model5.yaml", "cpu-demo.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["model_name"]
+    assert printed["data"]["class_path"].startswith("lit_gpt5.")
+    assert printed["trainer"]["max_steps"] > 0
+
+
+def test_defaults_reproduce_the_experiment(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--data.url=http://127.0.0.1:1/book.txt", "--data.batch_size=4", "--print_config"])
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["model_name"] == "model5"
+    assert cfg["data"]["class_path"] == "lit_gpt5.data.GutenbergDataModule"
+    assert cfg["data"]["init_args"]["block_size"] == 256
+    assert cfg["data"]["init_args"]["url"] == "http://127.0.0.1:1/book.txt"
+    assert cfg["data"]["init_args"]["batch_size"] == 4
+    assert cfg["trainer"]["max_steps"] == 500
+    assert cfg["trainer"]["val_check_interval"] == 100
+    assert cfg["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
+
+
+def test_fit_end_to_end_writes_tensorboard_and_learns(book_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *tiny_args(book_path)])
+    (run,) = glob.glob("lightning_logs/version_*")
+    logged = scalars(Path(run))
+    assert {"train/loss", "val/loss", "val/ppl", "lr", "train/tokens", "train/device/items_per_sec"} <= set(logged)
+    val = logged["val/loss"]
+    assert [step for step, _ in val] == [0, 20, 40]
+    assert val[0][1] > 10.5  # untrained: about ln(50257) = 10.8
+    assert val[-1][1] < val[1][1] < val[0][1] - 2.0
+    assert len(logged["train/loss"]) >= 3
+    assert logged["train/tokens"][-1][1] == 40 * 16 * 32
+    out = capsys.readouterr().out
+    assert "sample at step 0" in out and "sample at step 40" in out
+    ckpts = sorted(Path(run, "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in ckpts} >= {"last.ckpt"}
+    assert Path(run, "config.yaml").exists()
+
+    # validate and test from the checkpoint give the same held-out loss the training run logged.
+    best = next(p for p in ckpts if p.name != "last.ckpt")
+    main(["validate", *tiny_args(book_path), f"--ckpt_path={best}"])
+    main(["test", *tiny_args(book_path), f"--ckpt_path={best}"])
+    out = capsys.readouterr().out
+    assert f"{min(v for _, v in val):.4f}"[:5] in out
+    assert "test/loss" in out
