@@ -36,7 +36,7 @@ def _as_segments(tokens: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Te
 
 
 class RandomWindowDataset(IterableDataset):
-    """An endless stream of whole batches ``(x, y)`` of random windows, each LongTensor of shape (batch_size, block_size).
+    """An endless stream of whole batches ``(x, y)`` of random windows: LongTensors of shape (batch_size, block_size).
 
     ``tokens`` is one 1-D tensor or a list of them (segments, e.g. the training blocks of an interleaved split);
     a window never crosses a segment's end, so it can never span a train/test boundary.
@@ -72,8 +72,9 @@ class RandomWindowDataset(IterableDataset):
         counts = (lengths - block_size).clamp(min=0)
         self.num_starts = int(counts.sum())
         if self.num_starts == 0:
+            longest = int(lengths.max()) if len(lengths) else 0
             raise UserError(
-                f"the training text has {int(lengths.max(initial=0))} tokens in its longest segment, too few for one "
+                f"the training text has {longest} tokens in its longest segment, too few for one "
                 f"window of block_size + 1 = {block_size + 1}; use a longer text or a smaller --data.block_size"
             )
         # Uniform over all valid starts: draw u in [0, num_starts) and map it to (segment, offset in segment).
@@ -149,7 +150,7 @@ class ValidationWindows(IterableDataset):
         mine = self.windows[self.rank :: self.world_size]
         # DataLoader workers take every num_workers-th batch, so none is scored twice.
         for i in range(worker * self.batch_size, len(mine), num_workers * self.batch_size):
-            xs, ys = zip(*mine[i : i + self.batch_size])
+            xs, ys = zip(*mine[i : i + self.batch_size], strict=True)
             yield torch.stack(xs), torch.stack(ys)
 
 
@@ -283,9 +284,7 @@ class TokenWindowDataModule(L.LightningDataModule):
             return
         tokens = self.load_tokens()
         hp = self.hparams
-        self.train_segments, self.val_segments = split_tokens(
-            tokens, hp.val_fraction, hp.split, hp.interleave_blocks
-        )
+        self.train_segments, self.val_segments = split_tokens(tokens, hp.val_fraction, hp.split, hp.interleave_blocks)
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -305,7 +304,9 @@ class TokenWindowDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         rank, world_size = self._rank()
-        return self._loader(ValidationWindows(self.val_segments, self.block_size, self.val_batch_size, rank, world_size))
+        return self._loader(
+            ValidationWindows(self.val_segments, self.block_size, self.val_batch_size, rank, world_size)
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -36,7 +35,8 @@ _START = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _END = re.compile(
-    r"^[ \t]*(?:\*{3}[ \t]*END OF (?:THE|THIS) PROJECT GUTENBERG\b|END OF (?:THE |THIS )?PROJECT GUTENBERG(?:'S)?\b).*$",
+    r"^[ \t]*(?:\*{3}[ \t]*END OF (?:THE|THIS) PROJECT GUTENBERG\b"
+    r"|END OF (?:THE |THIS )?PROJECT GUTENBERG(?:'S)?\b).*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _CHARSET = re.compile(r"^Character set encoding:\s*([\w.:-]+)", re.IGNORECASE | re.MULTILINE)
@@ -146,7 +146,7 @@ def download(url: str, dest: Path, *, timeout: float = 30.0, retries: int = 3, b
             if err.code < 500 and err.code != 429:
                 raise UserError(f"download of {url} was refused: HTTP {err.code} {err.reason}") from None
             last = err
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as err:
             if isinstance(err, urllib.error.URLError) and url.startswith("file:"):
                 raise NotFound(f"{url}: {err.reason}") from None
             last = err

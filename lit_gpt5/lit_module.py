@@ -14,7 +14,7 @@ from lit_gpt5.model import GPT, GPTConfig
 
 
 def lr_at(step: int, learning_rate: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
-    """Linear warmup from ~0 to ``learning_rate`` over ``warmup_steps``, cosine decay to ``min_lr`` at ``decay_steps``."""
+    """Linear warmup to ``learning_rate`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``decay_steps``."""
     if step < warmup_steps:
         return learning_rate * (step + 1) / (warmup_steps + 1)
     if step >= decay_steps:
@@ -69,7 +69,13 @@ class GPTLitModule(L.LightningModule):
         if warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {warmup_steps}")
         config = GPTConfig.from_name(
-            model_name, block_size=n_positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias
+            model_name,
+            block_size=n_positions,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            dropout=dropout,
+            bias=bias,
         )
         self.model = GPT(config)
         self.model.gradient_checkpointing = activation_checkpointing
@@ -165,7 +171,7 @@ class GPTLitModule(L.LightningModule):
         self.log("val/ppl", torch.exp(loss.clamp(max=50.0)))
         # Plot validation at the number of optimizer steps taken (100, 200, ...), not Lightning's last batch index.
         self.log("step", float(self.global_step))
-        if self.trainer.is_global_zero and not self.trainer.state.fn == "validate":
+        if self.trainer.is_global_zero and self.trainer.state.fn != "validate":
             print(f"step {self.global_step}: val/loss {loss.item():.4f}")
 
     def on_test_epoch_end(self) -> None:

@@ -69,9 +69,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         # Fused attention (flash / memory-efficient kernels on GPU): never materializes the T x T matrix.
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -148,10 +146,12 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> logits (B, T, vocab_size)."""
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} is longer than the model's {self.config.block_size} positions")
-        pos = torch.arange(T, device=idx.device)
+        seq_len = idx.size(1)
+        if seq_len > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {seq_len} is longer than the model's {self.config.block_size} positions"
+            )
+        pos = torch.arange(seq_len, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

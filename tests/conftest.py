@@ -14,6 +14,7 @@ import ipaddress
 import os
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,6 +63,12 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("LIT_GPT5_CACHE", str(cache))
     monkeypatch.delenv("LIT_GPT5_GUTENBERG_MIRROR", raising=False)
     return cache
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI tests pass their arguments explicitly; pytest's own must not leak into LightningCLI."""
+    monkeypatch.setattr(sys, "argv", ["lit_gpt5"])
 
 
 @pytest.fixture(autouse=True)

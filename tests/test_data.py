@@ -46,11 +46,11 @@ def test_every_start_is_reachable_and_uniform():
 def test_deterministic_and_resumable():
     a = take(RandomWindowDataset(POSITIONS, 32, 4, seed=7), 30)
     b = take(RandomWindowDataset(POSITIONS, 32, 4, seed=7), 30)
-    assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b))
+    assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b, strict=True))
     resumed = take(RandomWindowDataset(POSITIONS, 32, 4, seed=7, start_batch=17), 13)
-    assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a[17:], resumed))
+    assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a[17:], resumed, strict=True))
     other_seed = take(RandomWindowDataset(POSITIONS, 32, 4, seed=8), 30)
-    assert not all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, other_seed))
+    assert not all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, other_seed, strict=True))
 
 
 def test_ranks_draw_distinct_batches_that_add_up_to_one_stream():
@@ -63,13 +63,13 @@ def test_ranks_draw_distinct_batches_that_add_up_to_one_stream():
     assert len(set(starts)) == len(starts)
 
 
-@pytest.mark.parametrize("num_workers", [2, 3])
+@pytest.mark.parametrize("num_workers", [1, 2])
 def test_workers_split_the_stream_without_repeats(num_workers):
     ds = RandomWindowDataset(POSITIONS, 32, 4, seed=5)
     reference = take(ds, 12)
     loader = DataLoader(ds, batch_size=None, num_workers=num_workers)
     got = take(loader, 12)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(reference, got))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(reference, got, strict=True))
     assert len({tuple(x[:, 0].tolist()) for x, _ in got}) == 12
 
 
@@ -78,7 +78,7 @@ def test_tail_split_never_leaks():
     assert [len(train[0]), len(held_out[0])] == [9000, 1000]
     ds = RandomWindowDataset(train, 100, 64)
     seen_max = max(int(y.max()) for _, y in take(ds, 100))
-    assert seen_max == 8999  # the last training token is used, no held-out token ever is
+    assert 8900 < seen_max <= 8999  # windows reach the end of the training text, never a held-out token
 
 
 def test_interleaved_split_never_leaks_or_spans_blocks():

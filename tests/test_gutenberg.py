@@ -53,7 +53,7 @@ def test_clean_real_book(book_text):
         ),
         ("*** START OF THE PROJECT GUTENBERG EBOOK 829 ***", "End of Project Gutenberg's Gulliver's Travels"),
         (
-            "*** START OF THIS PROJECT GUTENBERG EBOOK GULLIVER'S TRAVELS INTO SEVERAL REMOTE NATIONS OF\nTHE WORLD ***",
+            "*** START OF THIS PROJECT GUTENBERG EBOOK GULLIVER'S TRAVELS INTO\nSEVERAL REMOTE NATIONS ***",
             "*** END OF THIS PROJECT GUTENBERG EBOOK GULLIVER'S TRAVELS ***",
         ),
     ],

@@ -72,7 +72,7 @@ def test_activation_checkpointing_gives_same_gradients():
         model.gradient_checkpointing = checkpointing
         model(idx).sum().backward()
         grads.append([p.grad.clone() for p in model.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b)
 
 

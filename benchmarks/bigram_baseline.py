@@ -1,0 +1,61 @@
+"""The interpolated bigram baseline of the held-out split: the loss a model must beat to have learned more than
+which token tends to follow which.
+
+P(b | a) = lam * count(a, b) / count(a) + (1 - lam) * P_unigram(b), with an add-one unigram over the GPT-2 vocabulary,
+both estimated on the training split; lam is chosen on the held-out split (so the figure flatters the baseline).
+
+    python benchmarks/bigram_baseline.py --text_path ../shared/data/gutenberg/829-0.txt [--split interleaved]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+import torch
+
+from lit_gpt5.data import split_tokens
+from lit_gpt5.gutenberg import load_book
+from lit_gpt5.tokenizer import VOCAB_SIZE, get_tokenizer
+
+
+def bigram_loss(train: list[torch.Tensor], held_out: list[torch.Tensor], lam: float) -> float:
+    unigram = torch.ones(VOCAB_SIZE, dtype=torch.float64)
+    pairs: Counter = Counter()
+    firsts: Counter = Counter()
+    for seg in train:
+        ids = seg.tolist()
+        unigram += torch.bincount(seg.long(), minlength=VOCAB_SIZE).double()
+        pairs.update(zip(ids[:-1], ids[1:], strict=True))
+        firsts.update(ids[:-1])
+    unigram /= unigram.sum()
+    total, n = 0.0, 0
+    for seg in held_out:
+        ids = seg.tolist()
+        for a, b in zip(ids[:-1], ids[1:], strict=True):
+            p_bigram = pairs[(a, b)] / firsts[a] if firsts[a] else 0.0
+            total -= torch.log(lam * torch.tensor(p_bigram) + (1 - lam) * unigram[b]).item()
+            n += 1
+    return total / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text_path")
+    parser.add_argument("--book_id", type=int, default=829)
+    parser.add_argument("--val_fraction", type=float, default=0.1)
+    parser.add_argument("--split", default="tail", choices=["tail", "interleaved"])
+    args = parser.parse_args()
+    book = load_book(args.book_id, text_path=args.text_path)
+    tokens = torch.tensor(get_tokenizer().encode_ordinary(book.text))
+    train, held_out = split_tokens(tokens, args.val_fraction, args.split)
+    results = {lam: bigram_loss(train, held_out, lam) for lam in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)}
+    for lam, loss in results.items():
+        print(f"lambda={lam:.1f}  held-out loss {loss:.4f} nats")
+    best = min(results, key=results.get)
+    print(f"interpolated bigram baseline ({args.split} split): {results[best]:.4f} nats at lambda={best}")
+    print(f"unigram-only reference: {bigram_loss(train, held_out, 0.0):.4f} nats")
+
+
+if __name__ == "__main__":
+    main()
