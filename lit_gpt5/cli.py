@@ -45,8 +45,6 @@ def main(args: list[str] | None = None) -> None:
 
     # The datasets yield whole batches by a single gather; worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    # ValidationWindows has a length (for the progress bar) and shards itself across workers and ranks.
-    warnings.filterwarnings("ignore", ".*IterableDataset` has `__len__` defined.*")
     keep_freed_memory()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 runs: ~8x faster on A100/H100

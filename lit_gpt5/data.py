@@ -140,7 +140,9 @@ class ValidationWindows(IterableDataset):
             )
         self.num_targets = sum(int((y != IGNORE_INDEX).sum()) for _, y in self.windows)
 
-    def __len__(self) -> int:
+    @property
+    def num_batches(self) -> int:
+        """Batches this rank yields. Not ``__len__``: Lightning would then warn about worker sharding, done here."""
         mine = len(range(self.rank, len(self.windows), self.world_size))
         return -(-mine // self.batch_size)
 

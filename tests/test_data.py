@@ -113,7 +113,7 @@ def test_validation_covers_every_target_once(world_size):
     for rank in range(world_size):
         val = ValidationWindows(segments, block_size=64, batch_size=5, rank=rank, world_size=world_size)
         batches = list(val)
-        assert len(batches) == len(val)
+        assert len(batches) == val.num_batches
         for x, y in batches:
             assert x.shape == y.shape and x.shape[1] == 64
             supervised = y != IGNORE_INDEX
