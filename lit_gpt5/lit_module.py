@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -41,6 +42,9 @@ class GPTLitModule(L.LightningModule):
         lr_decay_steps: optimizer step at which the cosine reaches ``min_lr``; default: the Trainer's ``max_steps``.
         weight_decay: AdamW decoupled weight decay, applied to matrices and embeddings only (not biases, norms).
         beta1, beta2: AdamW betas; 0.95 (not 0.999) keeps large-batch GPT training stable.
+        init_from: start from these weights (a Hugging Face GPT-2 directory or a lit_gpt5 ``.ckpt``); the
+            architecture is theirs, so ``model_name`` and the sizes are not used. Only weights are loaded: the
+            optimizer, the LR schedule and the step start fresh (``--ckpt_path`` resumes a run instead).
         activation_checkpointing: recompute block activations in backward to save memory.
     """
 
@@ -53,6 +57,7 @@ class GPTLitModule(L.LightningModule):
         n_embd: int | None = None,
         dropout: float | None = None,
         bias: bool | None = None,
+        init_from: str | None = None,
         learning_rate: float = 6e-4,
         min_lr: float = 6e-5,
         warmup_steps: int = 50,
@@ -68,16 +73,11 @@ class GPTLitModule(L.LightningModule):
             raise UserError(f"need 0 <= min_lr <= learning_rate and learning_rate > 0, got {min_lr=} {learning_rate=}")
         if warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        config = GPTConfig.from_name(
-            model_name,
-            block_size=n_positions,
-            n_layer=n_layer,
-            n_head=n_head,
-            n_embd=n_embd,
-            dropout=dropout,
-            bias=bias,
-        )
-        self.model = GPT(config)
+        sizes = dict(block_size=n_positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias)
+        if init_from:
+            self.model = self._load_weights(init_from, sizes, dropout)
+        else:
+            self.model = GPT(GPTConfig.from_name(model_name, dropout=dropout, **sizes))
         self.model.gradient_checkpointing = activation_checkpointing
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
@@ -86,6 +86,20 @@ class GPTLitModule(L.LightningModule):
         self._loss_ref: float | None = None
         self.tokens_seen = 0
         self._last_batch_shape = (0, 0)
+
+    @staticmethod
+    def _load_weights(path: str, sizes: dict, dropout: float | None) -> GPT:
+        """Weights only (no optimizer state, no step): the architecture is the checkpoint's own."""
+        from lit_gpt5.convert import load_model
+
+        model = load_model(path, dropout=dropout)
+        for field, value in sizes.items():
+            if value is not None and getattr(model.config, field) != value:
+                raise UserError(
+                    f"--model.init_from {path} has {field}={getattr(model.config, field)}, but {value} was asked for; "
+                    "drop the size arguments when starting from weights"
+                )
+        return model
 
     @property
     def config(self) -> GPTConfig:
@@ -181,7 +195,12 @@ class GPTLitModule(L.LightningModule):
         self.log("test/ppl", torch.exp(loss.clamp(max=50.0)))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["lit_gpt5"] = {"tokens_seen": self.tokens_seen, "loss_ref": self._loss_ref}
+        checkpoint["lit_gpt5"] = {
+            "tokens_seen": self.tokens_seen,
+            "loss_ref": self._loss_ref,
+            # The architecture itself, so a checkpoint is usable without the arguments that built it.
+            "model_config": asdict(self.config),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("lit_gpt5", {})

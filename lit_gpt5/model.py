@@ -55,6 +55,31 @@ CONFIGS: dict[str, GPTConfig] = {
 }
 
 
+class KVCache:
+    """Keys and values of the positions already processed, preallocated for ``max_len`` tokens.
+
+    With it, generating a token runs the model on that one token instead of the whole sequence again. ``key_mask``
+    marks which cached positions are real tokens; it exists only once a left-padded batch of prompts was fed in.
+    """
+
+    def __init__(
+        self,
+        config: GPTConfig,
+        batch_size: int,
+        max_len: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if max_len > config.block_size:
+            raise ValueError(f"a cache of {max_len} positions exceeds the model's {config.block_size}")
+        shape = (batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.max_len = max_len
+        self.length = 0
+        self.key_mask: torch.Tensor | None = None
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -64,12 +89,31 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        # Fused attention (flash / memory-efficient kernels on GPU): never materializes the T x T matrix.
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if kv is not None:
+            k_cache, v_cache = kv
+            k_cache[:, :, start : start + T] = k
+            v_cache[:, :, start : start + T] = v
+            k, v = k_cache[:, :, : start + T], v_cache[:, :, : start + T]
+        # Fused attention (flash / memory-efficient kernels on GPU): never materializes the T x T matrix. Without an
+        # explicit mask it is causal, except for a single new token, which may see every cached position.
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=attn_mask is None and T > 1,
+        )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -94,8 +138,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask, kv, start)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -140,24 +190,73 @@ class GPT(nn.Module):
     def flops_per_token(self, seq_len: int, training: bool = True) -> int:
         """Matmul FLOPs per token (PaLM appendix B): 2N forward, 6N with backward, plus attention scores."""
         cfg = self.config
-        attn = 2 * cfg.n_layer * seq_len * cfg.n_embd  # QK^T and AV, per token, forward, causal-unaware
+        attn = 4 * cfg.n_layer * seq_len * cfg.n_embd  # QK^T and AV: 2 * seq_len * n_embd each, per layer
         forward = 2 * self.num_params(non_embedding=True) + attn
         return 3 * forward if training else forward
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) -> logits (B, T, vocab_size)."""
-        seq_len = idx.size(1)
-        if seq_len > self.config.block_size:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        padding_mask: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab_size), or (B, 1, vocab_size) with ``last_only``.
+
+        For generation: ``input_pos`` (B, T) are the position ids (default: the next T positions), ``kv_cache`` holds
+        the earlier positions' keys and values and is advanced by T, and ``padding_mask`` (B, T) is False at the
+        left padding of a batch of prompts of different lengths, which no token may attend to. ``last_only`` skips
+        the vocabulary projection of all but the last position: sampling needs no more, and for a long prompt it
+        is most of the work.
+        """
+        B, T = idx.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + T > (kv_cache.max_len if kv_cache is not None else self.config.block_size):
             raise ValueError(
-                f"sequence of length {seq_len} is longer than the model's {self.config.block_size} positions"
+                f"sequence of length {start + T} is longer than the model's {self.config.block_size} positions"
             )
-        pos = torch.arange(seq_len, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
+        if input_pos is None:
+            input_pos = torch.arange(start, start + T, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(input_pos))
+        attn_mask = self._attention_mask(B, T, start, idx.device, kv_cache, padding_mask)
+        for i, block in enumerate(self.transformer.h):
+            kv = (kv_cache.k[i], kv_cache.v[i]) if kv_cache is not None else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint
 
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, attn_mask, kv, start, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, attn_mask, kv, start)
+        if kv_cache is not None:
+            kv_cache.length += T
+        if last_only:
+            x = x[:, -1:]
         return self.lm_head(self.transformer.ln_f(x))
+
+    @staticmethod
+    def _attention_mask(
+        B: int,
+        T: int,
+        start: int,
+        device: torch.device,
+        kv_cache: KVCache | None,
+        padding_mask: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """A boolean (B or 1, 1, T, start + T) mask, or None when plain causal attention is exact (the fast path)."""
+        keys_valid = padding_mask
+        if kv_cache is not None:
+            if padding_mask is not None and kv_cache.key_mask is None:
+                kv_cache.key_mask = torch.ones(B, kv_cache.max_len, dtype=torch.bool, device=device)
+            if kv_cache.key_mask is not None:
+                kv_cache.key_mask[:, start : start + T] = True if padding_mask is None else padding_mask
+                keys_valid = kv_cache.key_mask[:, : start + T]
+        if keys_valid is None and (start == 0 or T == 1):
+            return None
+        queries = torch.arange(start, start + T, device=device)[:, None]
+        keys = torch.arange(start + T, device=device)[None, :]
+        mask = (keys <= queries)[None, None]
+        if keys_valid is not None:
+            # A padding query has no valid key; letting it see itself keeps softmax finite (its output is unused).
+            mask = (mask & keys_valid[:, None, None, :]) | (keys == queries)
+        return mask

@@ -1,0 +1,95 @@
+"""Generation speed: our KV cache vs no cache vs Hugging Face ``generate``, same weights, same machine, one run.
+
+    python benchmarks/generation.py                      # GPT-2 small (124M), 256 new tokens, batch 1
+    python benchmarks/generation.py --model gpt2-medium --device cuda --batch_size 8
+
+Weights are random (GPT-2's init, seeded): speed does not depend on what the weights say, and the benchmark needs
+no download. Greedy decoding of exactly ``--new_tokens`` tokens; the three outputs are checked to be identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from lit_gpt5.convert import save_hf
+from lit_gpt5.generate import generate
+from lit_gpt5.model import GPT, GPTConfig
+
+
+def timed(fn, device: str, repeats: int) -> tuple[float, torch.Tensor]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gpt2")
+    parser.add_argument("--new_tokens", type=int, default=256)
+    parser.add_argument("--prompt_tokens", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N (after one warm-up run)")
+    parser.add_argument("--skip_no_cache", action="store_true", help="the slow baseline; skip it on big models")
+    args = parser.parse_args()
+
+    import transformers
+
+    torch.manual_seed(0)
+    ours = GPT(GPTConfig.from_name(args.model)).to(args.device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_hf(ours, tmp, tokenizer=False)
+        hf = transformers.GPT2LMHeadModel.from_pretrained(tmp).to(args.device).eval()
+    prompt = torch.randint(0, 50257, (args.batch_size, args.prompt_tokens), device=args.device)
+    n = args.new_tokens
+
+    def hf_generate():
+        with torch.inference_mode():
+            out = hf.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                do_sample=False,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                pad_token_id=50256,
+            )
+        return out
+
+    runs = {
+        "lit_gpt5, KV cache": lambda: generate(ours, prompt, n, temperature=0, use_cache=True),
+        "transformers generate": hf_generate,
+    }
+    if not args.skip_no_cache:
+        runs["lit_gpt5, no cache"] = lambda: generate(ours, prompt, n, temperature=0, use_cache=False)
+    threads = torch.get_num_threads()
+    print(f"{args.model} ({ours.num_params() / 1e6:.1f}M), device={args.device} (torch threads: {threads}), "
+          f"batch {args.batch_size}, prompt {args.prompt_tokens} + {n} new tokens, greedy; torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+    results, outputs = {}, {}
+    for name, fn in runs.items():
+        fn()  # warm-up
+        seconds, outputs[name] = timed(fn, args.device, args.repeats)
+        results[name] = args.batch_size * n / seconds
+        print(f"{name:24s} {seconds:8.2f} s   {results[name]:9.1f} tokens/s")
+    reference = outputs["lit_gpt5, KV cache"].tolist()
+    same = all(out.tolist() == reference for out in outputs.values())
+    print(f"identical tokens across all runs: {same}")
+    cached, hf_speed = results["lit_gpt5, KV cache"], results["transformers generate"]
+    if "lit_gpt5, no cache" in results:
+        print(f"KV cache speed-up over no cache: {cached / results['lit_gpt5, no cache']:.1f}x")
+    print(f"lit_gpt5 (cache) vs transformers: {cached / hf_speed:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
