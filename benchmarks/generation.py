@@ -73,9 +73,11 @@ def main() -> None:
     if not args.skip_no_cache:
         runs["lit_gpt5, no cache"] = lambda: generate(ours, prompt, n, temperature=0, use_cache=False)
     threads = torch.get_num_threads()
-    print(f"{args.model} ({ours.num_params() / 1e6:.1f}M), device={args.device} (torch threads: {threads}), "
-          f"batch {args.batch_size}, prompt {args.prompt_tokens} + {n} new tokens, greedy; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}")
+    print(
+        f"{args.model} ({ours.num_params() / 1e6:.1f}M), device={args.device} (torch threads: {threads}), "
+        f"batch {args.batch_size}, prompt {args.prompt_tokens} + {n} new tokens, greedy; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
+    )
     results, outputs = {}, {}
     for name, fn in runs.items():
         fn()  # warm-up

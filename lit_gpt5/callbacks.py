@@ -23,7 +23,9 @@ class TextSampler(L.Callback):
 
     Printed to the console and logged to TensorBoard (TEXT tab, tag ``samples``), so the run shows the model going
     from repeated random tokens to lines, punctuation and sentences. A fixed seed makes samples comparable across
-    steps: what changes is the model, not the dice.
+    steps: what changes is the model, not the dice. For instruction tuning, give ``instruction`` (and ``input``)
+    instead of ``prompt``: they are formatted with ``template`` as in training, and generation stops at
+    ``<|endoftext|>``.
     """
 
     def __init__(
@@ -34,7 +36,14 @@ class TextSampler(L.Callback):
         top_k: int | None = 50,
         top_p: float | None = None,
         seed: int = 1234,
+        instruction: str | None = None,
+        input: str = "",
+        template: str = "alpaca",
     ) -> None:
+        if instruction is not None:
+            from lit_gpt5.sft import format_prompt
+
+            prompt = format_prompt(instruction, input, template)
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature

@@ -62,4 +62,4 @@ def main(args: list[str] | None = None) -> None:
 if __name__ == "__main__":
     from lit_gpt5.errors import run_main
 
-    run_main(lambda: main(sys.argv[1:]))
+    run_main(main)

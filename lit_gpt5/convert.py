@@ -186,7 +186,8 @@ def _torch_load_checkpoint(path: Path) -> dict:
         raise UserError(f"checkpoint {path} does not exist")
     try:
         # weights_only: a Lightning .ckpt is a pickle; this refuses anything but tensors and plain containers.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: tensors are read when touched, so the optimizer state of a big run's .ckpt never fills the RAM.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - corrupt zip, foreign pickle, ...: all mean "not a checkpoint of ours"
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}); pass a .ckpt") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
@@ -227,6 +228,16 @@ def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
         raise UserError(f"{path} does not hold a GPT matching its own config: {first}") from None
     model.lm_head.weight = model.transformer.wte.weight
     return model
+
+
+def tuning_template(path: str | os.PathLike) -> str | None:
+    """The prompt template a checkpoint was instruction-tuned with (its data module's ``template``), if any."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        meta = path / "lit_gpt5.json"
+        return json.loads(meta.read_text()).get("template") if meta.exists() else None
+    data = _torch_load_checkpoint(path).get("datamodule_hyper_parameters") or {}
+    return data.get("template")
 
 
 def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout: float | None = None) -> GPT:
@@ -272,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "to-hf":
         model = load_checkpoint(args.ckpt)
         save_hf(model, args.out)
+        template = tuning_template(args.ckpt)
+        if template is not None:  # so `lit_gpt5.generate --instruction` formats prompts as in tuning
+            (Path(args.out) / "lit_gpt5.json").write_text(json.dumps({"template": template}) + "\n")
         print(f"wrote {args.out}: {model.num_params():,} parameters; load it with GPT2LMHeadModel.from_pretrained")
     else:
         model = load_hf(args.hf_dir)

@@ -191,6 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lit_gpt5.generate", description="Generate text from a GPT-2.")
     parser.add_argument("--ckpt", required=True, help="a lit_gpt5 .ckpt or a Hugging Face GPT-2 directory")
     parser.add_argument("--prompt", default="\n", help="text to continue")
+    parser.add_argument(
+        "--instruction", help="an instruction for a tuned model: formatted with --template, only the response printed"
+    )
+    parser.add_argument("--input", default="", help="the instruction's input (context), if any")
+    parser.add_argument(
+        "--template", default=None, help="prompt template (default: the one the checkpoint was tuned with, or alpaca)"
+    )
     parser.add_argument("--max_new_tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     parser.add_argument("--top_k", type=int, default=None)
@@ -205,10 +212,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.top_k is not None and args.top_k <= 0:
         raise UserError(f"--top_k must be a positive integer, got {args.top_k}")
     model = load_model(args.ckpt).to(args.device)
-    prompt_ids = get_tokenizer().encode(args.prompt)
-    if not prompt_ids:
-        raise UserError("--prompt is empty; give at least one character")
-    sys.stdout.write(args.prompt)
+    if args.instruction is not None:
+        from lit_gpt5.convert import tuning_template
+        from lit_gpt5.sft import format_prompt
+
+        template = args.template or tuning_template(args.ckpt) or "alpaca"
+        prompt_ids = get_tokenizer().encode_ordinary(format_prompt(args.instruction, args.input, template))
+    else:
+        prompt_ids = get_tokenizer().encode_ordinary(args.prompt)
+        if not prompt_ids:
+            raise UserError("--prompt is empty; give at least one character")
+        sys.stdout.write(args.prompt)
     _print_stream(model, prompt_ids, args, EOT_ID)
 
 

@@ -104,7 +104,11 @@ def test_greedy_generation_matches_transformers(hf_dir):
     ours = load_hf(hf_dir)
     prompt = torch.tensor([get_tokenizer().encode("The Emperor of Lilliput")])
     expected = reference.generate(
-        prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=50, min_new_tokens=50,
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        do_sample=False,
+        max_new_tokens=50,
+        min_new_tokens=50,
         pad_token_id=50256,
     )
     for use_cache in (True, False):
@@ -152,7 +156,11 @@ def test_trained_lightning_checkpoint_converts(tmp_path):
     module = GPTLitModule(model_name="gpt-nano", n_layer=1, warmup_steps=0)
     dm = TokenWindowDataModule(torch.randint(0, 50257, (4000,)), block_size=16, batch_size=2)
     trainer = L.Trainer(
-        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
         default_root_dir=tmp_path,
     )
     trainer.fit(module, datamodule=dm)
