@@ -1,11 +1,17 @@
-"""Callbacks: text samples during training, and the batch measures Lightning's ThroughputMonitor needs."""
+"""Callbacks: text samples during training, resumable checkpoints, and the batch measures ThroughputMonitor needs."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 def batch_size(batch) -> int:
@@ -87,3 +93,84 @@ class TextSampler(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
             self._log(trainer, pl_module)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, always resumable: every ``every_n_train_steps``, at the end of training, and when a run stops.
+
+    A ``ModelCheckpoint`` that saves no "best" files (``save_top_k=0``; keep a second, monitoring ModelCheckpoint
+    for those), plus three things resuming needs:
+
+    * It saves at the end of training even when the last step is not a multiple of ``every_n_train_steps``.
+    * It saves on any exception that ends ``fit``: a non-finite loss (before the bad update), a crash.
+    * Ctrl-C (SIGINT) and SIGTERM (a preempted job) stop the run at the end of the current optimizer step, then
+      save: never inside a step, where Lightning's own handling can stop (mid-update for Ctrl-C, between the
+      micro-batches of an accumulated step for SIGTERM), which a resume cannot continue exactly. A second Ctrl-C
+      stops at once. SIGTERM exits with status 143, SIGINT with 1.
+
+    Resume with ``--ckpt_path <dir>/last.ckpt``: the stream of batches, the optimizer, the LR schedule and the
+    dropout randomness continue exactly where they stopped.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 50, **kwargs) -> None:
+        kwargs.setdefault("filename", "interrupted-step{step:05d}")
+        kwargs.setdefault("auto_insert_metric_name", False)
+        super().__init__(
+            dirpath=dirpath,
+            every_n_train_steps=every_n_train_steps,
+            save_top_k=0,
+            save_last=True,
+            save_on_exception=True,
+            **kwargs,
+        )
+        self._stop_signal: int | None = None
+        self._previous_handlers: dict[int, object] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._stop_signal = None
+        if threading.current_thread() is threading.main_thread():
+            # Installed after Lightning's own SIGTERM handler, which this replaces for the duration of training.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(
+            f"\n{name}: finishing this optimizer step, then saving a checkpoint (Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._stop_signal is not None and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            # Lightning turns either into on_exception (which saves) and ends the run.
+            if self._stop_signal == signal.SIGTERM:
+                raise SIGTERMException()
+            raise KeyboardInterrupt("stopped by Ctrl-C")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        self._restore_handlers()
+        if trainer.is_global_zero and self.last_model_path:
+            print(
+                f"lit_gpt5: stopped at step {trainer.global_step}; checkpoint: {self.last_model_path} "
+                f"(resume with --ckpt_path {self.last_model_path})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()

@@ -7,6 +7,7 @@ arguments of GutenbergDataModule and GPTLitModule directly. A ``--config`` may n
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from importlib import resources
@@ -45,6 +46,10 @@ def main(args: list[str] | None = None) -> None:
 
     # The datasets yield whole batches by a single gather; worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    # An advertisement Lightning prints at every start; it would sit between the user and the one-line errors.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("💡 Tip")
+    )
     keep_freed_memory()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 runs: ~8x faster on A100/H100

@@ -267,6 +267,8 @@ class TokenWindowDataModule(L.LightningDataModule):
             _check_positive(val_batch_size=val_batch_size)
         if num_workers < 0:
             raise UserError(f"num_workers must be >= 0, got {num_workers}")
+        if not 0.0 < val_fraction < 1.0:
+            raise UserError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
         self.save_hyperparameters(ignore=["tokens"])
         self.tokens = tokens
         self.block_size = block_size
@@ -281,12 +283,30 @@ class TokenWindowDataModule(L.LightningDataModule):
             raise UserError("TokenWindowDataModule needs a token tensor: TokenWindowDataModule(tokens=...)")
         return self.tokens
 
+    def prepare_data(self) -> None:
+        # Load and check everything here: Lightning creates the run's log directory right after prepare_data, and
+        # bad input should stop the run before it leaves an empty one behind.
+        self._split(self.load_tokens())
+
     def setup(self, stage: str | None = None) -> None:
-        if self.train_segments:
-            return
-        tokens = self.load_tokens()
+        if not self.train_segments:
+            self.train_segments, self.val_segments = self._split(self.load_tokens())
+
+    def _split(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if len(tokens) < 2 * (self.block_size + 1):
+            raise UserError(
+                f"the text has {len(tokens)} tokens after cleaning, too few to train on windows of "
+                f"block_size + 1 = {self.block_size + 1} tokens and hold some out; use a longer text or a smaller "
+                "--data.block_size"
+            )
         hp = self.hparams
-        self.train_segments, self.val_segments = split_tokens(tokens, hp.val_fraction, hp.split, hp.interleave_blocks)
+        train, held_out = split_tokens(tokens, hp.val_fraction, hp.split, hp.interleave_blocks)
+        if max(len(s) for s in train) < self.block_size + 1:
+            raise UserError(
+                f"no training block of the {hp.split} split holds a window of block_size + 1 = {self.block_size + 1} "
+                f"tokens; use fewer --data.interleave_blocks or a smaller --data.block_size"
+            )
+        return train, held_out
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -350,9 +370,6 @@ class GutenbergDataModule(TokenWindowDataModule):
             None, block_size, batch_size, val_batch_size, val_fraction, split, interleave_blocks, num_workers, seed
         )
         self.book_id, self.url, self.text_path, self.cache_dir = book_id, url, text_path, cache_dir
-
-    def prepare_data(self) -> None:
-        self.load_tokens()
 
     def load_tokens(self) -> torch.Tensor:
         from lit_gpt5.gutenberg import load_book

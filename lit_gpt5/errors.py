@@ -27,14 +27,22 @@ def debug_enabled() -> bool:
 
 
 def run_main(main: Callable[[], T]) -> T:
-    """Run a command's ``main``; turn a ``UserError`` into one line on stderr and exit code 2."""
+    """Run a command's ``main``: a ``UserError`` (or a Lightning configuration error) becomes one line on stderr and
+    exit code 2; a stop by SIGTERM exits with 143, as a killed process does, so a job scheduler sees it stopped."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     try:
         return main()
-    except UserError as err:
+    except (UserError, MisconfigurationException) as err:
         if debug_enabled():
             raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
+        message = " ".join(str(err).split())  # one line, whatever the library wrote
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(getattr(err, "exit_code", 2)) from None
+    except SIGTERMException:
+        print("stopped by SIGTERM", file=sys.stderr)
+        raise SystemExit(143) from None
     except KeyboardInterrupt:
         if debug_enabled():
             raise

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
 from lit_gpt5.errors import UserError
 from lit_gpt5.loss import cross_entropy_sum, mean_loss
 from lit_gpt5.model import GPT, GPTConfig
+
+
+class NonFiniteLossError(UserError):
+    """The loss or the gradient became NaN or infinite."""
 
 
 def lr_at(step: int, learning_rate: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
@@ -46,6 +53,9 @@ class GPTLitModule(L.LightningModule):
             architecture is theirs, so ``model_name`` and the sizes are not used. Only weights are loaded: the
             optimizer, the LR schedule and the step start fresh (``--ckpt_path`` resumes a run instead).
         activation_checkpointing: recompute block activations in backward to save memory.
+        on_nonfinite: what a NaN/inf loss or gradient does. ``stop``: end the run before the bad update, naming the
+            step and the checkpoint holding the weights before it. ``skip``: drop that optimizer step and go on
+            (single-device runs; it costs one host sync per micro-batch).
     """
 
     def __init__(
@@ -66,6 +76,7 @@ class GPTLitModule(L.LightningModule):
         beta1: float = 0.9,
         beta2: float = 0.95,
         activation_checkpointing: bool = False,
+        on_nonfinite: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -73,6 +84,8 @@ class GPTLitModule(L.LightningModule):
             raise UserError(f"need 0 <= min_lr <= learning_rate and learning_rate > 0, got {min_lr=} {learning_rate=}")
         if warmup_steps < 0:
             raise UserError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if on_nonfinite not in ("stop", "skip"):
+            raise UserError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         sizes = dict(block_size=n_positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias)
         if init_from:
             self.model = self._load_weights(init_from, sizes, dropout)
@@ -85,6 +98,10 @@ class GPTLitModule(L.LightningModule):
         self._step_stats = torch.zeros(3, dtype=torch.float64)
         self._loss_ref: float | None = None
         self.tokens_seen = 0
+        self.skipped_steps = 0
+        self._skip_this_step = False
+        self._micro_batch = 0  # index of the micro-batch within the current optimizer step
+        self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
 
     @staticmethod
@@ -114,7 +131,12 @@ class GPTLitModule(L.LightningModule):
         batch, seq = self._last_batch_shape
         return self.model.flops_per_token(seq, training=self.training) * batch * seq
 
-    def setup(self, stage: str) -> None:
+    def prepare_data(self) -> None:
+        # Checked here, before Lightning creates the run's log directory, so bad input leaves no empty run behind.
+        if self.trainer.accumulate_grad_batches < 1:  # Lightning itself would fail later with a ZeroDivisionError
+            raise UserError(
+                f"accumulate_grad_batches must be a positive integer, got {self.trainer.accumulate_grad_batches}"
+            )
         datamodule = getattr(self.trainer, "datamodule", None)
         data_block = getattr(datamodule, "block_size", None)
         if data_block is not None and data_block > self.config.block_size:
@@ -122,11 +144,52 @@ class GPTLitModule(L.LightningModule):
                 f"data block_size {data_block} is larger than the model's {self.config.block_size} positions; "
                 f"lower --data.block_size or raise --model.n_positions"
             )
+        ckpt_path = self.trainer.ckpt_path
+        if ckpt_path and str(ckpt_path) not in ("last", "best", "hpc", "registry"):
+            self._check_checkpoint(str(ckpt_path))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def _check_checkpoint(self, path: str) -> None:
+        from dataclasses import fields
+
+        from lit_gpt5.convert import _torch_load_checkpoint, checkpoint_config
+
+        ckpt = _torch_load_checkpoint(Path(path))
+        if self.trainer.state.fn == "fit" and "optimizer_states" not in ckpt:
+            raise UserError(
+                f"{path} holds weights only (no optimizer state or step), so a run cannot resume from it; "
+                f"start from its weights with --model.init_from {path}"
+            )
+        theirs = checkpoint_config(ckpt)
+        for f in fields(theirs):
+            if f.name != "dropout" and getattr(theirs, f.name) != getattr(self.config, f.name):
+                raise UserError(
+                    f"{path} holds a model with {f.name}={getattr(theirs, f.name)}, but this run builds "
+                    f"{f.name}={getattr(self.config, f.name)}; use the same --model arguments as the run that saved it"
+                )
+
+    def on_fit_start(self) -> None:
+        if self._rng_seed is None:  # not restored from a checkpoint: the seed of this run (seed_everything)
+            self._rng_seed = torch.initial_seed()
+
+    def _seed_dropout(self) -> None:
+        """Seed the global RNG from (run seed, rank, micro-batch index): dropout then depends on where in the run a
+        micro-batch is, not on what drew random numbers before it, so a resumed run draws the same masks."""
+        index = self.global_step * self.trainer.accumulate_grad_batches + self._micro_batch
+        state = np.random.SeedSequence([self._rng_seed, self.global_rank, index]).generate_state(2, dtype=np.uint32)
+        torch.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
         self._last_batch_shape = tuple(x.shape)
+        self._seed_dropout()
+        self._micro_batch += 1
         loss_sum, count = cross_entropy_sum(self.model(x), y)
+        if self.hparams.on_nonfinite == "skip" and (self._skip_this_step or not torch.isfinite(loss_sum)):
+            # Returning None skips the backward; when the step's last micro-batch does, Lightning skips the update.
+            if not self._skip_this_step:
+                print(f"lit_gpt5: non-finite loss at step {self.global_step}; skipping this optimizer step")
+            self._skip_this_step = True
+            return None
         if self._step_stats.device != loss_sum.device:
             self._step_stats = self._step_stats.to(loss_sum.device)
         tokens = torch.tensor(float(x.numel()), dtype=torch.float64, device=loss_sum.device)
@@ -137,25 +200,55 @@ class GPTLitModule(L.LightningModule):
             self._loss_ref = float(y.numel())
         return loss_sum / self._loss_ref
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0 and self._skip_this_step:
+            # The step was skipped: forget its micro-batches.
+            self._step_stats.zero_()
+            self._micro_batch = 0
+            self._skip_this_step = False
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", float(self.skipped_steps))
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._skip_this_step:
+            return  # Lightning calls this hook even for a skipped step; it then skips only the update
         # Gradients now hold  sum_{micro-batches} grad(loss_sum) / (loss_ref * accumulate), averaged over ranks by
         # DDP/FSDP. Rescale once so they are  grad(sum of token losses) / (supervised tokens of the whole step).
         stats = self.trainer.strategy.reduce(self._step_stats.clone(), reduce_op="sum")
         self._step_stats.zero_()
+        self._micro_batch = 0
         loss_sum, supervised, tokens = stats.tolist()
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         # Nothing supervised in this step: a zero update, never NaN.
         ref = self._loss_ref * self.trainer.accumulate_grad_batches * self.trainer.world_size
         scale = ref / supervised if supervised > 0 else 0.0
-        if scale != 1.0:
+        if scale != 1.0 and grads:
             torch._foreach_mul_(grads, scale)
         self.tokens_seen += int(tokens)
-        grad_norm = torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+        norms = [n.float() for n in torch._foreach_norm(grads)] if grads else [torch.zeros(())]
+        grad_norm = torch.linalg.vector_norm(torch.stack(norms))
+        if not math.isfinite(loss_sum) or not torch.isfinite(grad_norm):
+            self._stop_on_nonfinite(loss_sum, grad_norm.item())
         self.log("train/loss", loss_sum / max(supervised, 1), prog_bar=True)
         self.log("train/grad_norm", grad_norm)  # before clipping: the Trainer clips after this hook
         self.log("train/supervised_tokens", supervised)
         self.log("train/tokens", float(self.tokens_seen))
         self.log("lr", optimizer.param_groups[0]["lr"])
+
+    def _stop_on_nonfinite(self, loss_sum: float, grad_norm: float) -> None:
+        from lit_gpt5.callbacks import ResumableCheckpoint
+
+        what = f"loss {loss_sum}" if not math.isfinite(loss_sum) else f"gradient norm {grad_norm}"
+        saver = next((c for c in self.trainer.callbacks if isinstance(c, ResumableCheckpoint)), None)
+        where = (
+            f"the weights before this step are saved to {Path(saver.dirpath or '.') / 'last.ckpt'}"
+            if saver is not None
+            else "no ResumableCheckpoint is configured, so nothing is saved"
+        )
+        raise NonFiniteLossError(
+            f"{what} at step {self.global_step}: stopped before the update; {where}; resume from it with a lower "
+            "--model.learning_rate, or pass --model.on_nonfinite skip"
+        )
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], metric: MeanMetric) -> None:
         x, y = batch
@@ -198,6 +291,8 @@ class GPTLitModule(L.LightningModule):
         checkpoint["lit_gpt5"] = {
             "tokens_seen": self.tokens_seen,
             "loss_ref": self._loss_ref,
+            "rng_seed": self._rng_seed,
+            "skipped_steps": self.skipped_steps,
             # The architecture itself, so a checkpoint is usable without the arguments that built it.
             "model_config": asdict(self.config),
         }
@@ -206,6 +301,8 @@ class GPTLitModule(L.LightningModule):
         state = checkpoint.get("lit_gpt5", {})
         self.tokens_seen = state.get("tokens_seen", 0)
         self._loss_ref = state.get("loss_ref")
+        self._rng_seed = state.get("rng_seed")
+        self.skipped_steps = state.get("skipped_steps", 0)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -386,6 +386,9 @@ class SFTDataModule(L.LightningDataModule):
         self.train_set: SFTDataset | None = None
         self.val_set: SFTDataset | None = None
 
+    def prepare_data(self) -> None:
+        self.load_records()  # validates every record before the run starts
+
     def load_records(self) -> tuple[list[dict], list[dict]]:
         if not self.train_path:
             raise UserError("SFTDataModule needs --data.train_path (a JSON or JSONL file of instruction records)")
@@ -575,9 +578,6 @@ class GulliverInstructDataModule(SFTDataModule):
             seed,
         )
         self.book_id, self.url, self.text_path, self.cache_dir = book_id, url, text_path, cache_dir
-
-    def prepare_data(self) -> None:
-        self.load_records()
 
     def load_records(self) -> tuple[list[dict], list[dict]]:
         from lit_gpt5.files import write_bytes_atomic
