@@ -125,10 +125,12 @@ class ResumableCheckpoint(ModelCheckpoint):
         )
         self._stop_signal: int | None = None
         self._previous_handlers: dict[int, object] = {}
+        self._training = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._stop_signal = None
+        self._training = True
         if threading.current_thread() is threading.main_thread():
             # Installed after Lightning's own SIGTERM handler, which this replaces for the duration of training.
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -154,8 +156,10 @@ class ResumableCheckpoint(ModelCheckpoint):
             raise KeyboardInterrupt("stopped by Ctrl-C")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        super().on_exception(trainer, pl_module, exception)
         self._restore_handlers()
+        if not self._training:
+            return  # failed before training began (bad checkpoint, bad data): there is nothing new to save
+        super().on_exception(trainer, pl_module, exception)
         if trainer.is_global_zero and self.last_model_path:
             print(
                 f"lit_gpt5: stopped at step {trainer.global_step}; checkpoint: {self.last_model_path} "
@@ -166,6 +170,7 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
+        self._training = False
         if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step

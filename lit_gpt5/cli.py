@@ -8,6 +8,7 @@ arguments of GutenbergDataModule and GPTLitModule directly. A ``--config`` may n
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from importlib import resources
@@ -37,6 +38,35 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_mmap_threshold, 2**31 - 1)
 
 
+def requested_checkpoint(args: list[str]) -> str | None:
+    """The ``ckpt_path`` given on the command line or in a ``--config`` file (the last one wins, as in the CLI)."""
+    import yaml
+
+    ckpt = None
+    for i, arg in enumerate(args):
+        key, _, value = arg.partition("=")
+        if not value and i + 1 < len(args):
+            value = args[i + 1]
+        if key in ("-c", "--config") and os.path.isfile(value):
+            with open(value) as f:
+                config = yaml.safe_load(f)
+            if isinstance(config, dict) and config.get("ckpt_path"):
+                ckpt = str(config["ckpt_path"])
+        elif key == "--ckpt_path":
+            ckpt = value
+    return ckpt
+
+
+def check_requested_checkpoint(args: list[str]) -> None:
+    # Lightning reads --ckpt_path only after it has created the run's log directory, and answers a bad file with a
+    # traceback; check it first. (Whether it fits the model is checked by GPTLitModule.on_load_checkpoint.)
+    from lit_gpt5.convert import check_checkpoint
+
+    ckpt = requested_checkpoint(args)
+    if ckpt and ckpt not in ("last", "best", "hpc", "registry", "null") and "://" not in ckpt:
+        check_checkpoint(ckpt, resuming=bool(args) and args[0] == "fit")
+
+
 def main(args: list[str] | None = None) -> None:
     import lightning as L
     import torch
@@ -51,6 +81,7 @@ def main(args: list[str] | None = None) -> None:
         lambda record: not str(record.msg).startswith("💡 Tip")
     )
     keep_freed_memory()
+    check_requested_checkpoint(sys.argv[1:] if args is None else args)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 runs: ~8x faster on A100/H100
     defaults = str(resources.files("lit_gpt5").joinpath("cli_defaults.yaml"))

@@ -195,6 +195,24 @@ def _torch_load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def check_checkpoint(path: str | os.PathLike, resuming: bool) -> None:
+    """Fail with a clear message, before a run starts, if ``path`` cannot be a checkpoint to resume or evaluate."""
+    ckpt = _torch_load_checkpoint(Path(path).expanduser())
+    if not resuming:
+        return
+    if "optimizer_states" not in ckpt:
+        raise UserError(
+            f"{path} holds weights only (no optimizer state or step), so a run cannot resume from it; "
+            f"start from its weights with --model.init_from {path}"
+        )
+    missing = [key for key in ("lr_schedulers", "loops", "global_step") if key not in ckpt]
+    if missing:
+        raise UserError(
+            f"{path} is not a complete training checkpoint (no {', '.join(missing)}), so a run cannot resume from "
+            f"it; start from its weights with --model.init_from {path}"
+        )
+
+
 def checkpoint_config(ckpt: dict) -> GPTConfig:
     saved = ckpt.get("lit_gpt5", {}).get("model_config")
     if saved is not None:

@@ -34,12 +34,6 @@ def run_main(main: Callable[[], T]) -> T:
 
     try:
         return main()
-    except (UserError, MisconfigurationException) as err:
-        if debug_enabled():
-            raise
-        message = " ".join(str(err).split())  # one line, whatever the library wrote
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(getattr(err, "exit_code", 2)) from None
     except SIGTERMException:
         print("stopped by SIGTERM", file=sys.stderr)
         raise SystemExit(143) from None
@@ -48,3 +42,21 @@ def run_main(main: Callable[[], T]) -> T:
             raise
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as err:
+        # jsonargparse wraps what a class raises while it instantiates it; the UserError is still in the chain.
+        cause = _find(err, (UserError, MisconfigurationException))
+        if cause is None or debug_enabled():
+            raise
+        message = " ".join(str(cause).split())  # one line, whatever the library wrote
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(getattr(cause, "exit_code", 2)) from None
+
+
+def _find(err: BaseException | None, types: tuple[type, ...]) -> BaseException | None:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, types):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -144,28 +144,6 @@ class GPTLitModule(L.LightningModule):
                 f"data block_size {data_block} is larger than the model's {self.config.block_size} positions; "
                 f"lower --data.block_size or raise --model.n_positions"
             )
-        ckpt_path = self.trainer.ckpt_path
-        if ckpt_path and str(ckpt_path) not in ("last", "best", "hpc", "registry"):
-            self._check_checkpoint(str(ckpt_path))
-
-    def _check_checkpoint(self, path: str) -> None:
-        from dataclasses import fields
-
-        from lit_gpt5.convert import _torch_load_checkpoint, checkpoint_config
-
-        ckpt = _torch_load_checkpoint(Path(path))
-        if self.trainer.state.fn == "fit" and "optimizer_states" not in ckpt:
-            raise UserError(
-                f"{path} holds weights only (no optimizer state or step), so a run cannot resume from it; "
-                f"start from its weights with --model.init_from {path}"
-            )
-        theirs = checkpoint_config(ckpt)
-        for f in fields(theirs):
-            if f.name != "dropout" and getattr(theirs, f.name) != getattr(self.config, f.name):
-                raise UserError(
-                    f"{path} holds a model with {f.name}={getattr(theirs, f.name)}, but this run builds "
-                    f"{f.name}={getattr(self.config, f.name)}; use the same --model arguments as the run that saved it"
-                )
 
     def on_fit_start(self) -> None:
         if self._rng_seed is None:  # not restored from a checkpoint: the seed of this run (seed_everything)
@@ -298,6 +276,17 @@ class GPTLitModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        from dataclasses import fields
+
+        from lit_gpt5.convert import checkpoint_config
+
+        theirs = checkpoint_config(checkpoint)
+        for f in fields(theirs):
+            if f.name != "dropout" and getattr(theirs, f.name) != getattr(self.config, f.name):
+                raise UserError(
+                    f"the checkpoint holds a model with {f.name}={getattr(theirs, f.name)}, but this run builds "
+                    f"{f.name}={getattr(self.config, f.name)}; use the --model arguments of the run that saved it"
+                )
         state = checkpoint.get("lit_gpt5", {})
         self.tokens_seen = state.get("tokens_seen", 0)
         self._loss_ref = state.get("loss_ref")
