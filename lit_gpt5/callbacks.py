@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -155,10 +156,32 @@ class ResumableCheckpoint(ModelCheckpoint):
                 raise SIGTERMException()
             raise KeyboardInterrupt("stopped by Ctrl-C")
 
+    def saves_on_exception(self, trainer: L.Trainer) -> bool:
+        """Whether a run ending now with an exception can be saved so that a resume continues it exactly.
+
+        Yes after a requested stop (raised in on_train_batch_end, which Lightning's restart logic handles) and
+        when the completed micro-batches form whole optimizer steps. No in the middle of an accumulated step (a
+        NaN found before the update, a crash): Lightning would restart its micro-batch count mid-step and take the
+        next update after too few micro-batches. The last checkpoint taken at a step boundary is kept instead.
+        """
+        if not self._training:
+            return False  # failed before training began (bad checkpoint, bad data): nothing new to save
+        if self._stop_signal is not None:
+            return True
+        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return completed % trainer.accumulate_grad_batches == 0
+
+    def describe_resume_point(self, trainer: L.Trainer) -> str:
+        if self.saves_on_exception(trainer):
+            return f"the weights before this step are saved to {Path(self.dirpath or '.') / 'last.ckpt'}"
+        if self.last_model_path:
+            return f"last good checkpoint: {self.last_model_path} (step {self._last_global_step_saved})"
+        return f"no checkpoint was saved yet (one is taken every {self._every_n_train_steps} steps)"
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()
-        if not self._training:
-            return  # failed before training began (bad checkpoint, bad data): there is nothing new to save
+        if not self.saves_on_exception(trainer):
+            return
         super().on_exception(trainer, pl_module, exception)
         if trainer.is_global_zero and self.last_model_path:
             print(

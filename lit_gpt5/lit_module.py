@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -219,7 +218,7 @@ class GPTLitModule(L.LightningModule):
         what = f"loss {loss_sum}" if not math.isfinite(loss_sum) else f"gradient norm {grad_norm}"
         saver = next((c for c in self.trainer.callbacks if isinstance(c, ResumableCheckpoint)), None)
         where = (
-            f"the weights before this step are saved to {Path(saver.dirpath or '.') / 'last.ckpt'}"
+            saver.describe_resume_point(self.trainer)
             if saver is not None
             else "no ResumableCheckpoint is configured, so nothing is saved"
         )

@@ -137,19 +137,27 @@ def test_ctrl_c_and_sigterm_stop_at_a_step_boundary_and_resume_exactly(book_path
     )
 
 
-def test_nonfinite_loss_stops_before_the_update_naming_step_and_checkpoint(book_path, tmp_path):
+@pytest.mark.parametrize("accumulate,saved_step", [(2, 5), (1, 8)])
+def test_nonfinite_loss_stops_before_the_update_naming_step_and_checkpoint(book_path, tmp_path, accumulate, saved_step):
     nan = {"class_path": "tests.helpers.NaNAt", "init_args": {"step": 8}}
-    stopped = cli(config(book_path, tmp_path, [nan]), cwd=tmp_path)
+    stopped = cli(config(book_path, tmp_path, [nan]), f"--trainer.accumulate_grad_batches={accumulate}", cwd=tmp_path)
     assert stopped.returncode == 2
     last = run_dir(tmp_path, 0) / "checkpoints" / "last.ckpt"
     error = [line for line in stopped.stderr.splitlines() if line.startswith("error:")]
+    # Accumulating, the stop falls inside a step: the last checkpoint taken at a step boundary (step 5) is the
+    # one a resume can continue exactly, so it is kept and named. Without accumulation the step's start is saved.
+    where = (
+        f"last good checkpoint: {last} (step 5)"
+        if accumulate > 1
+        else f"the weights before this step are saved to {last}"
+    )
     assert error == [
-        f"error: loss nan at step 8: stopped before the update; the weights before this step are saved to {last}; "
+        f"error: loss nan at step 8: stopped before the update; {where}; "
         "resume from it with a lower --model.learning_rate, or pass --model.on_nonfinite skip"
     ]
     assert "Traceback" not in stopped.stderr
     saved = state(last)
-    assert saved["global_step"] == 8
+    assert saved["global_step"] == saved_step
     assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
 
 
