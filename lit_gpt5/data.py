@@ -26,6 +26,34 @@ IGNORE_INDEX = -100
 Split = Literal["tail", "interleaved"]
 
 
+def worker_shard() -> tuple[int, int]:
+    """(this DataLoader worker's id, number of workers); (0, 1) in the main process."""
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+def trainer_position(trainer: L.Trainer | None) -> tuple[int, int, int]:
+    """(rank, world size, micro-batches already trained) of a run: where a rank's batch stream starts or resumes.
+
+    Resuming restores ``global_step``; the micro-batches behind those optimizer steps are skipped, so the stream
+    continues exactly (Lightning's own bookkeeping would replay or skip one batch of an endless iterable).
+    """
+    if trainer is None:
+        return 0, 1, 0
+    return trainer.global_rank, trainer.world_size, trainer.global_step * trainer.accumulate_grad_batches
+
+
+def batch_loader(dataset: IterableDataset, num_workers: int) -> DataLoader:
+    """A DataLoader over a dataset that yields whole batches."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
 def _as_segments(tokens: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
     segments = [tokens] if isinstance(tokens, torch.Tensor) else list(tokens)
     for seg in segments:
@@ -97,8 +125,7 @@ class RandomWindowDataset(IterableDataset):
         return windows[:, :-1], windows[:, 1:]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, num_workers = worker_shard()
         b = self.start_batch + worker
         while True:
             yield self.batch(b)
@@ -147,8 +174,7 @@ class ValidationWindows(IterableDataset):
         return -(-mine // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, num_workers = worker_shard()
         mine = self.windows[self.rank :: self.world_size]
         # DataLoader workers take every num_workers-th batch, so none is scored twice.
         for i in range(worker * self.batch_size, len(mine), num_workers * self.batch_size):
@@ -308,39 +334,23 @@ class TokenWindowDataModule(L.LightningDataModule):
             )
         return train, held_out
 
-    def _rank(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def train_dataset(self, start_batch: int = 0) -> RandomWindowDataset:
-        rank, world_size = self._rank()
+        rank, world_size, _ = trainer_position(self.trainer)
         return RandomWindowDataset(
             self.train_segments, self.block_size, self.batch_size, self.hparams.seed, rank, world_size, start_batch
         )
 
     def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        # Resuming: skip the micro-batches behind the restored optimizer steps, so the stream continues exactly.
-        start = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
-        return self._loader(self.train_dataset(start))
+        _, _, start = trainer_position(self.trainer)
+        return batch_loader(self.train_dataset(start), self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        return self._loader(
-            ValidationWindows(self.val_segments, self.block_size, self.val_batch_size, rank, world_size)
-        )
+        rank, world_size, _ = trainer_position(self.trainer)
+        windows = ValidationWindows(self.val_segments, self.block_size, self.val_batch_size, rank, world_size)
+        return batch_loader(windows, self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
-
-    def _loader(self, dataset: IterableDataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=None,  # the datasets yield whole batches
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
 
 
 class GutenbergDataModule(TokenWindowDataModule):

@@ -23,8 +23,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from lit_gpt5.data import batch_loader, trainer_position, worker_shard
 from lit_gpt5.errors import UserError
 from lit_gpt5.loss import IGNORE_INDEX
 
@@ -293,8 +294,7 @@ class SFTBatches(IterableDataset):
         return collate([self.dataset[int(i)] for i in self.epoch_batches(epoch)[k]], self.dataset.eot)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, num_workers = worker_shard()
         b = self.start_batch + worker
         cached_epoch, batches = None, []
         while True:
@@ -315,8 +315,7 @@ class SFTValBatches(IterableDataset):
         self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)][rank::world_size]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, num_workers = worker_shard()
         for batch in self.batches[worker::num_workers]:
             yield collate([self.dataset[i] for i in batch], self.dataset.eot)
 
@@ -411,33 +410,18 @@ class SFTDataModule(L.LightningDataModule):
             print(self.train_set.stats.table("train"))
             print(self.val_set.stats.table("val"))
 
-    def _rank(self) -> tuple[int, int]:
-        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-
     def train_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        trainer = self.trainer
-        start = trainer.global_step * trainer.accumulate_grad_batches if trainer is not None else 0
-        batches = SFTBatches(
-            self.train_set, self.batch_size, self.hparams.seed, self.hparams.bucket_by_length, rank, world_size, start
-        )
-        return self._loader(batches)
+        rank, world_size, start = trainer_position(self.trainer)
+        hp = self.hparams
+        batches = SFTBatches(self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start)
+        return batch_loader(batches, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
-        return self._loader(SFTValBatches(self.val_set, self.val_batch_size, rank, world_size))
+        rank, world_size, _ = trainer_position(self.trainer)
+        return batch_loader(SFTValBatches(self.val_set, self.val_batch_size, rank, world_size), self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
-
-    def _loader(self, dataset: IterableDataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
 
 
 # --- The built-in instruction set, derived from Gulliver's Travels -------------------------------------------------
