@@ -103,7 +103,9 @@ class ResumableCheckpoint(ModelCheckpoint):
     for those), plus three things resuming needs:
 
     * It saves at the end of training even when the last step is not a multiple of ``every_n_train_steps``.
-    * It saves on any exception that ends ``fit``: a non-finite loss (before the bad update), a crash.
+    * It saves when an exception ends ``fit`` (a non-finite loss before the bad update, a crash) if the run is at
+      an optimizer-step boundary; inside an accumulated step it keeps the last boundary checkpoint instead (see
+      ``saves_on_exception``).
     * Ctrl-C (SIGINT) and SIGTERM (a preempted job) stop the run at the end of the current optimizer step, then
       save: never inside a step, where Lightning's own handling can stop (mid-update for Ctrl-C, between the
       micro-batches of an accumulated step for SIGTERM), which a resume cannot continue exactly. A second Ctrl-C

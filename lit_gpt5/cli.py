@@ -38,6 +38,11 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_mmap_threshold, 2**31 - 1)
 
 
+def no_advert(record: logging.LogRecord) -> bool:
+    """Drop the advertisement Lightning logs at every start: it would sit between the user and one-line errors."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def requested_checkpoint(args: list[str]) -> str | None:
     """The ``ckpt_path`` given on the command line or in a ``--config`` file (the last one wins, as in the CLI)."""
     import yaml
@@ -76,14 +81,11 @@ def main(args: list[str] | None = None) -> None:
 
     # The datasets yield whole batches by a single gather; worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    # An advertisement Lightning prints at every start; it would sit between the user and the one-line errors.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡 Tip")
-    )
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(no_advert)
     keep_freed_memory()
     check_requested_checkpoint(sys.argv[1:] if args is None else args)
     if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 runs: ~8x faster on A100/H100
+        torch.set_float32_matmul_precision("high")  # float32 runs use TF32 tensor cores (Ampere and newer)
     defaults = str(resources.files("lit_gpt5").joinpath("cli_defaults.yaml"))
     LightningCLI(
         GPTLitModule,

@@ -93,8 +93,10 @@ class GPTLitModule(L.LightningModule):
         self.model.gradient_checkpointing = activation_checkpointing
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
-        # Per optimizer step: loss sum, supervised tokens, input tokens, accumulated over micro-batches.
-        self._step_stats = torch.zeros(3, dtype=torch.float64)
+        # Per optimizer step, accumulated over micro-batches: loss sum and supervised tokens (on the device, so
+        # nothing waits for the GPU), and input tokens (known on the host).
+        self._step_stats = torch.zeros(2, dtype=torch.float64)
+        self._step_tokens = 0
         self._loss_ref: float | None = None
         self.tokens_seen = 0
         self.skipped_steps = 0
@@ -169,8 +171,8 @@ class GPTLitModule(L.LightningModule):
             return None
         if self._step_stats.device != loss_sum.device:
             self._step_stats = self._step_stats.to(loss_sum.device)
-        tokens = torch.tensor(float(x.numel()), dtype=torch.float64, device=loss_sum.device)
-        self._step_stats += torch.stack([loss_sum.detach().double(), count.double(), tokens])
+        self._step_stats += torch.stack([loss_sum.detach().double(), count.double()])
+        self._step_tokens += x.numel()
         if self._loss_ref is None:
             # A fixed divisor of the order of a micro-batch's token count keeps the backward's magnitude like a mean
             # (what fp16 loss scaling expects); on_before_optimizer_step replaces it with the step's true count.
@@ -181,6 +183,7 @@ class GPTLitModule(L.LightningModule):
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0 and self._skip_this_step:
             # The step was skipped: forget its micro-batches.
             self._step_stats.zero_()
+            self._step_tokens = 0
             self._micro_batch = 0
             self._skip_this_step = False
             self.skipped_steps += 1
@@ -191,21 +194,22 @@ class GPTLitModule(L.LightningModule):
             return  # Lightning calls this hook even for a skipped step; it then skips only the update
         # Gradients now hold  sum_{micro-batches} grad(loss_sum) / (loss_ref * accumulate), averaged over ranks by
         # DDP/FSDP. Rescale once so they are  grad(sum of token losses) / (supervised tokens of the whole step).
-        stats = self.trainer.strategy.reduce(self._step_stats.clone(), reduce_op="sum")
+        local = torch.cat([self._step_stats, self._step_stats.new_tensor([self._step_tokens])])
+        loss_sum, supervised, tokens = self.trainer.strategy.reduce(local, reduce_op="sum").tolist()
         self._step_stats.zero_()
+        self._step_tokens = 0
         self._micro_batch = 0
-        loss_sum, supervised, tokens = stats.tolist()
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         # Nothing supervised in this step: a zero update, never NaN.
         ref = self._loss_ref * self.trainer.accumulate_grad_batches * self.trainer.world_size
         scale = ref / supervised if supervised > 0 else 0.0
         if scale != 1.0 and grads:
             torch._foreach_mul_(grads, scale)
-        self.tokens_seen += int(tokens)
         norms = [n.float() for n in torch._foreach_norm(grads)] if grads else [torch.zeros(())]
         grad_norm = torch.linalg.vector_norm(torch.stack(norms))
         if not math.isfinite(loss_sum) or not torch.isfinite(grad_norm):
             self._stop_on_nonfinite(loss_sum, grad_norm.item())
+        self.tokens_seen += int(tokens)
         self.log("train/loss", loss_sum / max(supervised, 1), prog_bar=True)
         self.log("train/grad_norm", grad_norm)  # before clipping: the Trainer clips after this hook
         self.log("train/supervised_tokens", supervised)

@@ -288,11 +288,6 @@ class SFTBatches(IterableDataset):
             batches += [part[j : j + self.batch_size] for j in range(0, len(part), self.batch_size)]
         return [batches[k] for k in rng.permutation(len(batches))]
 
-    def batch(self, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = batch_index * self.world_size + self.rank
-        epoch, k = divmod(g, self.batches_per_epoch)
-        return collate([self.dataset[int(i)] for i in self.epoch_batches(epoch)[k]], self.dataset.eot)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         worker, num_workers = worker_shard()
         b = self.start_batch + worker
