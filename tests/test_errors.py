@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,12 +68,28 @@ def test_directory_instead_of_file(capsys, workdir, isolated_cache, tmp_path):
     check([f"--data.text_path={tmp_path}"], capsys, workdir, isolated_cache, r"is a directory")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_unreadable_text_file(capsys, workdir, isolated_cache, tmp_path):
     path = tmp_path / "locked.txt"
     path.write_text("text")
     path.chmod(0)
-    check([f"--data.text_path={path}"], capsys, workdir, isolated_cache, r"cannot read .*permissions")
+    if os.geteuid() != 0:
+        check([f"--data.text_path={path}"], capsys, workdir, isolated_cache, r"cannot read .*Permission denied")
+        return
+    # Root reads any file; without the capabilities that let it ignore permissions, it is refused like anyone.
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and util-linux setpriv is not installed to drop CAP_DAC_OVERRIDE")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LIT_GPT5_CACHE": str(isolated_cache)}
+    cmd = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m", "lit_gpt5.cli", "fit"]
+    done = subprocess.run(
+        [*cmd, *TINY, f"--data.text_path={path}"], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == f"error: cannot read {path}: Permission denied; check the file's permissions"
+    )
+    assert "Traceback" not in done.stderr and files_under(workdir) == []
 
 
 @pytest.mark.parametrize("content,pattern", [("", r"0 tokens after cleaning"), ("A short book.", r"4 tokens")])
