@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lit_gpt5.errors import UserError
 from lit_gpt5.files import atomic_path
+from lit_gpt5.loss import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 Split = Literal["tail", "interleaved"]
 
 

@@ -29,12 +29,11 @@ def debug_enabled() -> bool:
 def run_main(main: Callable[[], T]) -> T:
     """Run a command's ``main``: a ``UserError`` (or a Lightning configuration error) becomes one line on stderr and
     exit code 2; a stop by SIGTERM exits with 143, as a killed process does, so a job scheduler sees it stopped."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     try:
         return main()
-    except SIGTERMException:
+    except SystemExit as err:
+        if type(err).__name__ != "SIGTERMException":  # Lightning's; not imported here, to keep start-up light
+            raise
         print("stopped by SIGTERM", file=sys.stderr)
         raise SystemExit(143) from None
     except KeyboardInterrupt:
@@ -44,7 +43,10 @@ def run_main(main: Callable[[], T]) -> T:
         raise SystemExit(130) from None
     except Exception as err:
         # jsonargparse wraps what a class raises while it instantiates it; the UserError is still in the chain.
-        cause = _find(err, (UserError, MisconfigurationException))
+        # Lightning's configuration errors are user errors too; it is loaded whenever one can have been raised.
+        lightning = sys.modules.get("lightning.fabric.utilities.exceptions")
+        user_types = (UserError,) + ((lightning.MisconfigurationException,) if lightning else ())
+        cause = _find(err, user_types)
         if cause is None or debug_enabled():
             raise
         message = " ".join(str(cause).split())  # one line, whatever the library wrote

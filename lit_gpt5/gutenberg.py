@@ -162,10 +162,6 @@ class Book:
     source: str
     cache_dir: Path
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
-
 
 def _cached_download(urls: list[str], raw: Path, *, timeout: float, retries: int) -> str:
     """Return the URL the cached ``raw`` file came from, downloading it first if needed; verifies its sha256."""

@@ -558,18 +558,27 @@ class GulliverInstructDataModule(SFTDataModule):
         )
         self.book_id, self.url, self.text_path, self.cache_dir = book_id, url, text_path, cache_dir
 
-    def load_records(self) -> tuple[list[dict], list[dict]]:
+    def prepare_data(self) -> None:
+        # Once per run, on one process: the derived records next to the cached book, for inspection.
         from lit_gpt5.files import write_bytes_atomic
-        from lit_gpt5.gutenberg import load_book
 
-        book = load_book(self.book_id, self.url, self.text_path, self.cache_dir)
-        records = [normalize_record(r, "gulliver") for r in gulliver_instructions(book.text)]
-        train, val = _split_records(records, self.hparams.val_fraction, self.hparams.seed)
-        train, val = _as_dicts(train), _as_dicts(val)
-        for name, split in (("train", train), ("val", val)):
+        book = self._book()
+        for name, split in zip(("train", "val"), self._records(book.text), strict=True):
             lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split)
             write_bytes_atomic(book.cache_dir / f"instructions-{name}.jsonl", lines.encode("utf-8"))
-        return train, val
+
+    def _book(self):
+        from lit_gpt5.gutenberg import load_book
+
+        return load_book(self.book_id, self.url, self.text_path, self.cache_dir)
+
+    def _records(self, book_text: str) -> tuple[list[dict], list[dict]]:
+        records = [normalize_record(r, "gulliver") for r in gulliver_instructions(book_text)]
+        train, val = _split_records(records, self.hparams.val_fraction, self.hparams.seed)
+        return _as_dicts(train), _as_dicts(val)
+
+    def load_records(self) -> tuple[list[dict], list[dict]]:
+        return self._records(self._book().text)
 
 
 # --- Commands -------------------------------------------------------------------------------------------------------
