@@ -1,18 +1,15 @@
-"""Callbacks: text samples during training, resumable checkpoints, and the batch measures ThroughputMonitor needs."""
+"""Callbacks: text samples during training, progress in optimizer steps, tokens/s, and how much of the text was seen.
+
+The checkpoint callbacks live in ``lit_gpt5.checkpointing``.
+"""
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
-from pathlib import Path
-
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ThroughputMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 def batch_size(batch) -> int:
@@ -25,6 +22,36 @@ def batch_tokens(batch) -> int:
     return batch[0].numel()
 
 
+class TokenThroughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor counting tokens: ``train/device/items_per_sec`` is tokens/s (and, on GPUs
+    Lightning knows, ``train/device/mfu`` the model FLOP utilisation)."""
+
+    def __init__(self, window_size: int = 10) -> None:
+        super().__init__(batch_size_fn=batch_size, length_fn=batch_tokens, window_size=window_size)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """The training bar counts optimizer steps out of ``max_steps``: the stream of batches is endless, so Lightning's
+    epoch bar has nothing to count ("Epoch 0/-2")."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
+        super().on_train_epoch_start(trainer)
+        bar = self.train_progress_bar
+        bar.reset(total=trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None)
+        bar.initial = trainer.global_step
+        bar.n = trainer.global_step
+        bar.set_description("steps")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        bar = self.train_progress_bar
+        if bar is None or bar.disable or bar.n == trainer.global_step:
+            return  # inside an accumulated step: no optimizer step was taken
+        if trainer.global_step % max(self.refresh_rate, 1) == 0 or trainer.global_step == trainer.max_steps:
+            bar.n = trainer.global_step
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
+
+
 class TextSampler(L.Callback):
     """Generates text from a fixed prompt before training and after every validation.
 
@@ -32,7 +59,7 @@ class TextSampler(L.Callback):
     from repeated random tokens to lines, punctuation and sentences. A fixed seed makes samples comparable across
     steps: what changes is the model, not the dice. For instruction tuning, give ``instruction`` (and ``input``)
     instead of ``prompt``: they are formatted with ``template`` as in training, and generation stops at
-    ``<|endoftext|>``.
+    ``<|endoftext|>``. ``max_new_tokens: 0`` turns sampling off.
     """
 
     def __init__(
@@ -47,10 +74,15 @@ class TextSampler(L.Callback):
         input: str = "",
         template: str = "alpaca",
     ) -> None:
-        if instruction is not None:
-            from lit_gpt5.sft import format_prompt
+        from lit_gpt5.errors import UserError
+        from lit_gpt5.prompts import format_prompt
 
+        if max_new_tokens < 0 or temperature < 0:
+            raise UserError("sampler max_new_tokens and temperature must be >= 0")
+        if instruction is not None:
             prompt = format_prompt(instruction, input, template)
+        if not prompt:
+            raise UserError("the sampler's prompt is empty; give --sampler.prompt at least one character")
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -63,8 +95,10 @@ class TextSampler(L.Callback):
         from lit_gpt5.generate import generate
         from lit_gpt5.tokenizer import EOT_ID, get_tokenizer
 
+        if not all(torch.isfinite(p).all() for p in pl_module.model.parameters()):
+            return "(no sample: the model's weights are not finite)"
         tokenizer = get_tokenizer()
-        idx = torch.tensor([tokenizer.encode(self.prompt)], device=pl_module.device)
+        idx = torch.tensor([tokenizer.encode_ordinary(self.prompt)], device=pl_module.device)
         out = generate(
             pl_module.model,
             idx,
@@ -79,6 +113,8 @@ class TextSampler(L.Callback):
 
     @rank_zero_only
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.max_new_tokens == 0:
+            return
         text = self.sample(pl_module)
         step = trainer.global_step
         self.samples.append((step, text))
@@ -96,111 +132,43 @@ class TextSampler(L.Callback):
             self._log(trainer, pl_module)
 
 
-class ResumableCheckpoint(ModelCheckpoint):
-    """``last.ckpt``, always resumable: every ``every_n_train_steps``, at the end of training, and when a run stops.
+class CoverageMonitor(L.Callback):
+    """``train/coverage``: the share of the training split's target tokens seen at least once so far, and
+    ``train/epochs``: target tokens trained on / training target tokens. Across all ranks.
 
-    A ``ModelCheckpoint`` that saves no "best" files (``save_top_k=0``; keep a second, monitoring ModelCheckpoint
-    for those), plus three things resuming needs:
-
-    * It saves at the end of training even when the last step is not a multiple of ``every_n_train_steps``.
-    * It saves when an exception ends ``fit`` (a non-finite loss before the bad update, a crash) if the run is at
-      an optimizer-step boundary; inside an accumulated step it keeps the last boundary checkpoint instead (see
-      ``saves_on_exception``).
-    * Ctrl-C (SIGINT) and SIGTERM (a preempted job) stop the run at the end of the current optimizer step, then
-      save: never inside a step, where Lightning's own handling can stop (mid-update for Ctrl-C, between the
-      micro-batches of an accumulated step for SIGTERM), which a resume cannot continue exactly. A second Ctrl-C
-      stops at once. SIGTERM exits with status 143, SIGINT with 1.
-
-    Resume with ``--ckpt_path <dir>/last.ckpt``: the stream of batches, the optimizer, the LR schedule and the
-    dropout randomness continue exactly where they stopped.
+    Batches are a pure function of (seed, global batch index), so the seen tokens are recomputed from the data
+    module's window sampler rather than read from the batches: no communication between ranks, and a resumed run
+    replays the batches before its checkpoint to continue the same figures. Does nothing for data without windows.
     """
 
-    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 50, **kwargs) -> None:
-        kwargs.setdefault("filename", "interrupted-step{step:05d}")
-        kwargs.setdefault("auto_insert_metric_name", False)
-        super().__init__(
-            dirpath=dirpath,
-            every_n_train_steps=every_n_train_steps,
-            save_top_k=0,
-            save_last=True,
-            save_on_exception=True,
-            **kwargs,
-        )
-        self._stop_signal: int | None = None
-        self._previous_handlers: dict[int, object] = {}
-        self._training = False
+    def __init__(self) -> None:
+        self.sampler = None
+        self.seen: torch.Tensor | None = None
+        self.micro_batches = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        self._stop_signal = None
-        self._training = True
-        if threading.current_thread() is threading.main_thread():
-            # Installed after Lightning's own SIGTERM handler, which this replaces for the duration of training.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        self.sampler = getattr(trainer.datamodule, "window_sampler", None) if trainer.datamodule else None
+        if self.sampler is None or not trainer.is_global_zero:
+            self.sampler = None
+            return
+        self.seen = torch.zeros(int(self.sampler.lengths.sum()) + 1, dtype=torch.bool)
+        self.micro_batches = 0
+        for _ in range(trainer.global_step * trainer.accumulate_grad_batches):
+            self._mark(trainer.world_size)
 
-    def _on_signal(self, signum: int, frame) -> None:
-        if self._stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self._stop_signal = signum
-        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        print(
-            f"\n{name}: finishing this optimizer step, then saving a checkpoint (Ctrl-C again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+    def _mark(self, world_size: int) -> None:
+        from lit_gpt5.data.samplers import window_targets
+
+        for rank in range(world_size):
+            starts = self.sampler.starts(self.micro_batches * world_size + rank)
+            self.seen[window_targets(starts, self.sampler.block_size)] = True
+        self.micro_batches += 1
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self._stop_signal is not None and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
-            # Lightning turns either into on_exception (which saves) and ends the run.
-            if self._stop_signal == signal.SIGTERM:
-                raise SIGTERMException()
-            raise KeyboardInterrupt("stopped by Ctrl-C")
-
-    def saves_on_exception(self, trainer: L.Trainer) -> bool:
-        """Whether a run ending now with an exception can be saved so that a resume continues it exactly.
-
-        Yes after a requested stop (raised in on_train_batch_end, which Lightning's restart logic handles) and
-        when the completed micro-batches form whole optimizer steps. No in the middle of an accumulated step (a
-        NaN found before the update, a crash): Lightning would restart its micro-batch count mid-step and take the
-        next update after too few micro-batches. The last checkpoint taken at a step boundary is kept instead.
-        """
-        if not self._training:
-            return False  # failed before training began (bad checkpoint, bad data): nothing new to save
-        if self._stop_signal is not None:
-            return True
-        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        return completed % trainer.accumulate_grad_batches == 0
-
-    def describe_resume_point(self, trainer: L.Trainer) -> str:
-        if self.saves_on_exception(trainer):
-            return f"the weights before this step are saved to {Path(self.dirpath or '.') / 'last.ckpt'}"
-        if self.last_model_path:
-            return f"last good checkpoint: {self.last_model_path} (step {self._last_global_step_saved})"
-        return f"no checkpoint was saved yet (one is taken every {self._every_n_train_steps} steps)"
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore_handlers()
-        if not self.saves_on_exception(trainer):
+        if self.sampler is None:
             return
-        super().on_exception(trainer, pl_module, exception)
-        if trainer.is_global_zero and self.last_model_path:
-            print(
-                f"lit_gpt5: stopped at step {trainer.global_step}; checkpoint: {self.last_model_path} "
-                f"(resume with --ckpt_path {self.last_model_path})",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handlers()
-        self._training = False
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
-
-    def _restore_handlers(self) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
+        self._mark(trainer.world_size)
+        targets = self.sampler.target_tokens
+        trained = self.micro_batches * trainer.world_size * self.sampler.batch_size * self.sampler.block_size
+        pl_module.log("train/coverage", int(self.seen.sum()) / targets, rank_zero_only=True)
+        pl_module.log("train/epochs", trained / targets, rank_zero_only=True)

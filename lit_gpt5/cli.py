@@ -1,19 +1,39 @@
-"""``python -m lit_gpt5.cli fit|validate|test``: the LightningCLI of the project.
+"""``python -m lit_gpt5.cli fit|validate|test`` (or ``lit-gpt5 fit ...``): the LightningCLI of the project.
 
 Defaults (lit_gpt5/cli_defaults.yaml) reproduce the Model 5 experiment; ``--data.*`` and ``--model.*`` take the
-arguments of GutenbergDataModule and GPTLitModule directly. A ``--config`` may name another data module
-(``data: {class_path: ...}``), which is how instruction tuning swaps in its own.
+arguments of the configured data module and LightningModule directly. A ``--config`` may name other classes
+(``data: {class_path: ...}``, ``model: {class_path: ...}``), which is how instruction and preference tuning swap in
+their own. The standard callbacks are always there, each with its own config section, so a config states only what
+differs: ``checkpoint`` (best by val/loss), ``last_checkpoint`` (resumable ``last.ckpt``), ``sampler`` (text
+samples), ``throughput`` (tokens/s); plus the step progress bar and the coverage monitor.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import warnings
 from importlib import resources
 
+import lightning as L
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from lit_gpt5.callbacks import CoverageMonitor, StepProgressBar, TextSampler, TokenThroughput
+from lit_gpt5.checkpointing import AtomicCheckpointIO, BestCheckpoint, ResumableCheckpoint
+from lit_gpt5.checkpoints import check_checkpoint
+from lit_gpt5.lit_module import GPTLitModule
+from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_model
+
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Sections of the config that configure the standard callbacks: name -> class.
+STANDARD_CALLBACKS = {
+    "checkpoint": BestCheckpoint,
+    "last_checkpoint": ResumableCheckpoint,
+    "sampler": TextSampler,
+    "throughput": TokenThroughput,
+}
 
 
 def keep_freed_memory() -> None:
@@ -38,61 +58,82 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_mmap_threshold, 2**31 - 1)
 
 
-def no_advert(record: logging.LogRecord) -> bool:
+def no_advert(record) -> bool:
     """Drop the advertisement Lightning logs at every start: it would sit between the user and one-line errors."""
     return not str(record.msg).startswith("💡 Tip")
 
 
-def requested_checkpoint(args: list[str]) -> str | None:
-    """The ``ckpt_path`` given on the command line or in a ``--config`` file (the last one wins, as in the CLI)."""
-    import yaml
+class GPT5CLI(LightningCLI):
+    """LightningCLI with the project's standard callbacks, atomic checkpoint files, and resuming that honours the
+    arguments given with ``--ckpt_path`` (see ``lit_gpt5.resume``)."""
 
-    ckpt = None
-    for i, arg in enumerate(args):
-        key, _, value = arg.partition("=")
-        if not value and i + 1 < len(args):
-            value = args[i + 1]
-        if key in ("-c", "--config") and os.path.isfile(value):
-            with open(value) as f:
-                config = yaml.safe_load(f)
-            if isinstance(config, dict) and config.get("ckpt_path"):
-                ckpt = str(config["ckpt_path"])
-        elif key == "--ckpt_path":
-            ckpt = value
-    return ckpt
+    def add_arguments_to_parser(self, parser) -> None:
+        for name, cls in STANDARD_CALLBACKS.items():
+            parser.add_class_arguments(cls, name, instantiate=True, sub_configs=True)
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = local_checkpoint(self.config[subcommand].get("ckpt_path")) if subcommand else None
+        if ckpt_path is None or isinstance(args, dict | Namespace):
+            return
+        # A bad --ckpt_path is found here, before Lightning creates the run's log directory, as one line.
+        ckpt = check_checkpoint(ckpt_path, resuming=subcommand == "fit")
+        # Parse again on top of the checkpoint's model arguments: those given in a config or on the command line win.
+        self.config = parser.parse_args(
+            args, namespace=checkpoint_defaults(ckpt, subcommand, self.config[subcommand].model)
+        )
+        config = self.config[subcommand]
+        config.model = settle_resumed_model(config.model, ckpt, ckpt_path)
 
-def check_requested_checkpoint(args: list[str]) -> None:
-    # Lightning reads --ckpt_path only after it has created the run's log directory, and answers a bad file with a
-    # traceback; check it first. (Whether it fits the model is checked by GPTLitModule.on_load_checkpoint.)
-    from lit_gpt5.convert import check_checkpoint
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's version overwrites every ``--model.*`` argument with the checkpoint's hyperparameters, so a
+        resumed run silently ignores a new learning rate or model size. ``resume_model_config`` (called from
+        ``parse_arguments``) takes the checkpoint's values only for the arguments that were not given, and refuses
+        the ones that cannot change."""
 
-    ckpt = requested_checkpoint(args)
-    if ckpt and ckpt not in ("last", "best", "hpc", "registry", "null") and "://" not in ckpt:
-        check_checkpoint(ckpt, resuming=bool(args) and args[0] == "fit")
+    def instantiate_trainer(self, **kwargs):
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer = config["trainer"]
+        given = trainer.get("callbacks") or []
+        callbacks = list(given) if isinstance(given, list) else [given]
+        for name, cls in STANDARD_CALLBACKS.items():
+            if issubclass(cls, BestCheckpoint | ResumableCheckpoint) and trainer.get("enable_checkpointing") is False:
+                continue
+            callbacks.append(config[name])
+        callbacks.append(CoverageMonitor())
+        if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(StepProgressBar())
+        plugins = trainer.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+        strategy = trainer.get("strategy")
+        if not any(isinstance(p, CheckpointIO) for p in plugins) and not (
+            isinstance(strategy, str) and strategy.startswith("deepspeed")
+        ):
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(callbacks=callbacks, plugins=plugins or None, **kwargs)
 
 
 def main(args: list[str] | None = None) -> None:
-    import lightning as L
-    import torch
-    from lightning.pytorch.cli import LightningCLI
+    import logging
 
-    from lit_gpt5.lit_module import GPTLitModule
+    import torch
 
     # The datasets yield whole batches by a single gather; worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(no_advert)
     keep_freed_memory()
-    check_requested_checkpoint(sys.argv[1:] if args is None else args)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # float32 runs use TF32 tensor cores (Ampere and newer)
     defaults = str(resources.files("lit_gpt5").joinpath("cli_defaults.yaml"))
-    LightningCLI(
+    GPT5CLI(
         GPTLitModule,
         L.LightningDataModule,
+        subclass_mode_model=True,
         subclass_mode_data=True,
         parser_kwargs={cmd: {"default_config_files": [defaults]} for cmd in SUBCOMMANDS},
         save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
         args=args,
     )
 

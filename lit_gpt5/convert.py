@@ -1,4 +1,4 @@
-"""GPT-2 weights in and out: Hugging Face checkpoint directories and our Lightning checkpoints.
+"""GPT-2 weights in and out of Hugging Face checkpoint directories, exactly.
 
 HF's GPT-2 stores its four projection matrices as ``Conv1D`` weights, i.e. transposed relative to ``nn.Linear``; that
 and the ``transformer.`` prefix are the only differences from our parameter names, so the conversion is exact.
@@ -9,16 +9,15 @@ and the ``transformer.`` prefix are the only differences from our parameter name
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from lit_gpt5.errors import UserError
-from lit_gpt5.files import atomic_path
+from lit_gpt5.errors import ArgumentParser, UserError
+from lit_gpt5.files import atomic_path, write_bytes_atomic
 from lit_gpt5.model import GPT, GPTConfig
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -181,116 +180,9 @@ def save_hf(model: GPT, out_dir: str | os.PathLike, tokenizer: bool = True) -> N
         save_hf_tokenizer(out, model_max_length=model.config.block_size)
 
 
-def _torch_load_checkpoint(path: Path) -> dict:
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        # weights_only: a Lightning .ckpt is a pickle; this refuses anything but tensors and plain containers.
-        # mmap: tensors are read when touched, so the optimizer state of a big run's .ckpt never fills the RAM.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - corrupt zip, foreign pickle, ...: all mean "not a checkpoint of ours"
-        raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}); pass a .ckpt") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    return ckpt
-
-
-def check_checkpoint(path: str | os.PathLike, resuming: bool) -> None:
-    """Fail with a clear message, before a run starts, if ``path`` cannot be a checkpoint to resume or evaluate."""
-    ckpt = _torch_load_checkpoint(Path(path).expanduser())
-    if not resuming:
-        return
-    if "optimizer_states" not in ckpt:
-        raise UserError(
-            f"{path} holds weights only (no optimizer state or step), so a run cannot resume from it; "
-            f"start from its weights with --model.init_from {path}"
-        )
-    missing = [key for key in ("lr_schedulers", "loops", "global_step") if key not in ckpt]
-    if missing:
-        raise UserError(
-            f"{path} is not a complete training checkpoint (no {', '.join(missing)}), so a run cannot resume from "
-            f"it; start from its weights with --model.init_from {path}"
-        )
-
-
-def checkpoint_config(ckpt: dict) -> GPTConfig:
-    saved = ckpt.get("lit_gpt5", {}).get("model_config")
-    if saved is not None:
-        return GPTConfig(**saved)
-    hp = ckpt.get("hyper_parameters", {})
-    return GPTConfig.from_name(
-        hp.get("model_name", "model5"),
-        block_size=hp.get("n_positions"),
-        n_layer=hp.get("n_layer"),
-        n_head=hp.get("n_head"),
-        n_embd=hp.get("n_embd"),
-        dropout=hp.get("dropout"),
-        bias=hp.get("bias"),
-    )
-
-
-def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout: float | None = None) -> GPT:
-    """The ``GPT`` inside one of our Lightning checkpoints (weights only: no optimizer, no step)."""
-    path = Path(path).expanduser()
-    ckpt = _torch_load_checkpoint(path)
-    config = checkpoint_config(ckpt)
-    if dropout is not None:
-        config = replace(config, dropout=dropout)
-    state = {k.removeprefix("model."): v.to(dtype) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    with torch.device("meta"):
-        model = GPT(config)
-    try:
-        model.load_state_dict(state, assign=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1].strip()
-        raise UserError(f"{path} does not hold a GPT matching its own config: {first}") from None
-    model.lm_head.weight = model.transformer.wte.weight
-    return model
-
-
-def tuning_template(path: str | os.PathLike) -> str | None:
-    """The prompt template a checkpoint was instruction-tuned with (its data module's ``template``), if any."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        meta = path / "lit_gpt5.json"
-        return json.loads(meta.read_text()).get("template") if meta.exists() else None
-    data = _torch_load_checkpoint(path).get("datamodule_hyper_parameters") or {}
-    return data.get("template")
-
-
-def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout: float | None = None) -> GPT:
-    """A GPT from a Hugging Face directory or one of our ``.ckpt`` files."""
-    path = Path(path).expanduser()
-    return load_hf(path, dtype, dropout) if path.is_dir() else load_checkpoint(path, dtype, dropout)
-
-
-def save_checkpoint(model: GPT, path: str | os.PathLike) -> None:
-    """A Lightning checkpoint of ``model`` that ``--model.init_from`` and ``GPTLitModule.load_from_checkpoint`` take."""
-    import lightning
-
-    config = asdict(model.config)
-    state = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
-    ckpt = {
-        "state_dict": state,
-        "pytorch-lightning_version": lightning.__version__,
-        "hyper_parameters": {
-            "model_name": "gpt2",
-            "n_positions": config["block_size"],
-            "n_layer": config["n_layer"],
-            "n_head": config["n_head"],
-            "n_embd": config["n_embd"],
-            "dropout": config["dropout"],
-            "bias": config["bias"],
-        },
-        "lit_gpt5": {"model_config": config},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lit_gpt5.convert", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = ArgumentParser(prog="python -m lit_gpt5.convert", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     to_hf = sub.add_parser("to-hf", help="a lit_gpt5 .ckpt -> a Hugging Face GPT-2 directory")
     to_hf.add_argument("--ckpt", required=True, help="Lightning checkpoint written by `python -m lit_gpt5.cli fit`")
     to_hf.add_argument("--out", required=True, help="directory to write config.json, model.safetensors, tokenizer")
@@ -298,14 +190,21 @@ def main(argv: list[str] | None = None) -> None:
     from_hf.add_argument("--hf_dir", required=True, help="local directory with config.json and model.safetensors")
     from_hf.add_argument("--out", required=True, help="the .ckpt file to write")
     args = parser.parse_args(argv)
+    from lit_gpt5.checkpoints import load_checkpoint, save_checkpoint, tuning_template
+
+    out = Path(args.out).expanduser()
     if args.command == "to-hf":
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is an existing file; pass a directory (it is created if missing)")
         model = load_checkpoint(args.ckpt)
-        save_hf(model, args.out)
+        save_hf(model, out)
         template = tuning_template(args.ckpt)
         if template is not None:  # so `lit_gpt5.generate --instruction` formats prompts as in tuning
-            (Path(args.out) / "lit_gpt5.json").write_text(json.dumps({"template": template}) + "\n")
+            write_bytes_atomic(out / "lit_gpt5.json", (json.dumps({"template": template}) + "\n").encode())
         print(f"wrote {args.out}: {model.num_params():,} parameters; load it with GPT2LMHeadModel.from_pretrained")
     else:
+        if out.is_dir():
+            raise UserError(f"--out {out} is a directory; pass the path of the .ckpt file to write")
         model = load_hf(args.hf_dir)
         save_checkpoint(model, args.out)
         print(f"wrote {args.out}: {model.num_params():,} parameters; start from it with --model.init_from {args.out}")

@@ -6,6 +6,7 @@ to do), with a non-zero exit and no traceback. Set ``LIT_GPT5_DEBUG=1`` to see t
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -20,6 +21,13 @@ class UserError(Exception):
     """A problem with the user's input or environment, with the fix in the message."""
 
     exit_code = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported like every other user error: one line naming it, exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{message}; see {self.prog} --help")
 
 
 def debug_enabled() -> bool:

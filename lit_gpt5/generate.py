@@ -23,6 +23,10 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Next token ids (B,) from last-position logits (B, vocab). ``temperature == 0`` is greedy."""
+    if not bool(torch.isfinite(logits).all()):
+        from lit_gpt5.errors import UserError
+
+        raise UserError("the model produced NaN or infinite logits: its weights are not finite; use another checkpoint")
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
@@ -160,6 +164,23 @@ def generate_batch(
     return [row[: row.index(stop_token)] if stop_token in row else row for row in rows]
 
 
+def check_device(name: str) -> torch.device:
+    """``name`` as a device this machine has; a one-line error naming what it does have otherwise."""
+    from lit_gpt5.errors import UserError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this machine has no CUDA GPU that PyTorch can use; pass --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: MPS is not available here; pass --device cpu")
+    return device
+
+
 def _print_stream(model: GPT, prompt_ids: list[int], args: argparse.Namespace, stop_token: int) -> None:
     from lit_gpt5.tokenizer import get_tokenizer
 
@@ -184,11 +205,12 @@ def _print_stream(model: GPT, prompt_ids: list[int], args: argparse.Namespace, s
 
 
 def main(argv: list[str] | None = None) -> None:
-    from lit_gpt5.convert import load_model
-    from lit_gpt5.errors import UserError
+    from lit_gpt5.checkpoints import load_model, tuning_template
+    from lit_gpt5.errors import ArgumentParser, UserError
+    from lit_gpt5.prompts import format_prompt
     from lit_gpt5.tokenizer import EOT_ID, get_tokenizer
 
-    parser = argparse.ArgumentParser(prog="python -m lit_gpt5.generate", description="Generate text from a GPT-2.")
+    parser = ArgumentParser(prog="python -m lit_gpt5.generate", description="Generate text from a GPT-2.")
     parser.add_argument("--ckpt", required=True, help="a lit_gpt5 .ckpt or a Hugging Face GPT-2 directory")
     parser.add_argument("--prompt", default="\n", help="text to continue")
     parser.add_argument(
@@ -211,11 +233,9 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--top_p must be in (0, 1], got {args.top_p}")
     if args.top_k is not None and args.top_k <= 0:
         raise UserError(f"--top_k must be a positive integer, got {args.top_k}")
-    model = load_model(args.ckpt).to(args.device)
+    device = check_device(args.device)
+    model = load_model(args.ckpt).to(device)
     if args.instruction is not None:
-        from lit_gpt5.convert import tuning_template
-        from lit_gpt5.sft import format_prompt
-
         template = args.template or tuning_template(args.ckpt) or "alpaca"
         prompt_ids = get_tokenizer().encode_ordinary(format_prompt(args.instruction, args.input, template))
     else:

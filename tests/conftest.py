@@ -51,7 +51,7 @@ def book_text(book_path: Path) -> str:
 def book_tokens(book_text: str):
     import torch
 
-    from lit_gpt5.gutenberg import clean_gutenberg
+    from lit_gpt5.data.gutenberg import clean_gutenberg
     from lit_gpt5.tokenizer import get_tokenizer
 
     return torch.tensor(get_tokenizer().encode_ordinary(clean_gutenberg(book_text)), dtype=torch.int32)
@@ -177,3 +177,33 @@ def seeded_tiktoken_cache(shared_dir: Path, tmp_path: Path, monkeypatch: pytest.
     shutil.copy(shared_dir / RANKS_REL, cache / hashlib.sha1(url.encode()).hexdigest())
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
     return cache
+
+
+def hf_model(vocab_size=50257, n_positions=64, n_embd=48, n_layer=3, n_head=4, seed=0):
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
+    model = transformers.GPT2LMHeadModel(config).eval()
+    # Random init leaves LayerNorms at 1/0 and biases at 0; perturb them so every tensor's mapping is tested.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ln" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hf")
+    hf_model().save_pretrained(path)
+    return path

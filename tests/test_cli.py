@@ -1,4 +1,7 @@
 import glob
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,7 +50,8 @@ def test_every_config_parses(config, capsys):
         main(["fit", "--config", str(config), "--print_config"])
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["model_name"]
+    assert printed["model"]["class_path"].startswith("lit_gpt5.")
+    assert printed["model"]["init_args"]["model_name"]
     assert printed["data"]["class_path"].startswith("lit_gpt5.")
     assert printed["trainer"]["max_steps"] > 0
 
@@ -56,20 +60,25 @@ def test_defaults_reproduce_the_experiment(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--data.url=http://127.0.0.1:1/book.txt", "--data.batch_size=4", "--print_config"])
     cfg = yaml.safe_load(capsys.readouterr().out)
-    assert cfg["model"]["model_name"] == "model5"
+    assert cfg["model"]["init_args"]["model_name"] == "model5"
     assert cfg["data"]["class_path"] == "lit_gpt5.data.GutenbergDataModule"
     assert cfg["data"]["init_args"]["block_size"] == 256
     assert cfg["data"]["init_args"]["url"] == "http://127.0.0.1:1/book.txt"
     assert cfg["data"]["init_args"]["batch_size"] == 4
     assert cfg["trainer"]["max_steps"] == 500
     assert cfg["trainer"]["val_check_interval"] == 100
-    assert cfg["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
+    assert cfg["trainer"]["logger"] is None  # Lightning's default: TensorBoard under default_root_dir
 
 
+@pytest.mark.slow
 def test_fit_end_to_end_writes_tensorboard_and_learns(book_path, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    main(["fit", *tiny_args(book_path)])
-    (run,) = glob.glob("lightning_logs/version_*")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    # --trainer.default_root_dir moves everything, TensorBoard logs included, as in plain Lightning.
+    main(["fit", *tiny_args(book_path), f"--trainer.default_root_dir={tmp_path / 'out'}"])
+    assert list(work.iterdir()) == []
+    (run,) = glob.glob(str(tmp_path / "out" / "lightning_logs" / "version_*"))
     logged = scalars(Path(run))
     assert {"train/loss", "val/loss", "val/ppl", "lr", "train/tokens", "train/device/items_per_sec"} <= set(logged)
     val = logged["val/loss"]
@@ -91,3 +100,19 @@ def test_fit_end_to_end_writes_tensorboard_and_learns(book_path, tmp_path, monke
     out = capsys.readouterr().out
     assert f"{min(v for _, v in val):.4f}"[:5] in out
     assert "test/loss" in out
+
+
+def test_console_script_dispatches_every_command():
+    script = shutil.which("lit-gpt5")
+    if script is None:
+        msg = "the lit-gpt5 console script is not installed (pip install -e .)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    done = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert all(name in done.stdout for name in ("fit", "generate", "convert", "sft", "memory"))
+    done = subprocess.run([script, "sft", "show", "-n", "0"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    done = subprocess.run([script, "train"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown command 'train'" in done.stderr

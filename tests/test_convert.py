@@ -7,40 +7,13 @@ transformers = pytest.importorskip("transformers")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from lit_gpt5.convert import load_checkpoint, load_hf, main, save_checkpoint, save_hf  # noqa: E402
+from lit_gpt5.checkpoints import load_checkpoint  # noqa: E402
+from lit_gpt5.convert import load_hf, main, save_hf  # noqa: E402
 from lit_gpt5.errors import UserError  # noqa: E402
-from lit_gpt5.generate import generate, generate_batch  # noqa: E402
-from lit_gpt5.generate import main as generate_main  # noqa: E402
 from lit_gpt5.lit_module import GPTLitModule  # noqa: E402
 from lit_gpt5.model import GPT, GPTConfig  # noqa: E402
 from lit_gpt5.tokenizer import get_tokenizer  # noqa: E402
-
-
-def hf_model(vocab_size=50257, n_positions=64, n_embd=48, n_layer=3, n_head=4, seed=0):
-    torch.manual_seed(seed)
-    config = transformers.GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=n_positions,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=n_head,
-        bos_token_id=50256,
-        eos_token_id=50256,
-    )
-    model = transformers.GPT2LMHeadModel(config).eval()
-    # Random init leaves LayerNorms at 1/0 and biases at 0; perturb them so every tensor's mapping is tested.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "ln" in name or name.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    return model
-
-
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hf")
-    hf_model().save_pretrained(path)
-    return path
+from tests.conftest import hf_model  # noqa: E402
 
 
 def max_diff(a, b):
@@ -97,37 +70,6 @@ def test_exported_tokenizer_encodes_like_ours(tmp_path, book_text):
         assert hf_tok.encode(text) == ours.encode_ordinary(text)
     assert hf_tok.eos_token_id == 50256
     assert hf_tok.decode(ours.encode("Lilliput and Blefuscu")) == "Lilliput and Blefuscu"
-
-
-def test_greedy_generation_matches_transformers(hf_dir):
-    reference = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
-    ours = load_hf(hf_dir)
-    prompt = torch.tensor([get_tokenizer().encode("The Emperor of Lilliput")])
-    expected = reference.generate(
-        prompt,
-        attention_mask=torch.ones_like(prompt),
-        do_sample=False,
-        max_new_tokens=50,
-        min_new_tokens=50,
-        pad_token_id=50256,
-    )
-    for use_cache in (True, False):
-        assert generate(ours, prompt, 50, temperature=0, use_cache=use_cache).tolist() == expected.tolist()
-
-
-def test_batch_of_prompts_matches_transformers_left_padding(hf_dir):
-    reference = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
-    ours = load_hf(hf_dir)
-    tok = get_tokenizer()
-    prompts = [tok.encode(t) for t in ["A", "My father had a small estate in", "The king of Brobdingnag"]]
-    width = max(map(len, prompts))
-    idx = torch.tensor([[50256] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    expected = reference.generate(
-        idx, attention_mask=mask, do_sample=False, max_new_tokens=20, min_new_tokens=20, pad_token_id=50256
-    )
-    got = generate_batch(ours, prompts, 20, temperature=0)
-    assert got == expected[:, width:].tolist()
 
 
 def test_checkpoint_round_trip_and_init_from(tmp_path, hf_dir):
@@ -199,22 +141,3 @@ def test_clear_errors(tmp_path, hf_dir):
         load_hf(tmp_path)
     with pytest.raises(UserError, match="always has biases"):
         save_hf(GPT(GPTConfig(block_size=8, n_layer=1, n_head=1, n_embd=8, bias=False)), tmp_path / "x")
-    (tmp_path / "not.ckpt").write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
-        load_checkpoint(tmp_path / "not.ckpt")
-
-
-def test_generate_command_streams_the_same_tokens(hf_dir, capsys):
-    model = load_hf(hf_dir)
-    tok = get_tokenizer()
-    ids = torch.tensor([tok.encode("Gulliver")])
-    expected = tok.decode(generate(model, ids, 25, temperature=0)[0].tolist())
-    generate_main(["--ckpt", str(hf_dir), "--prompt", "Gulliver", "--temperature", "0", "--max_new_tokens", "25"])
-    assert capsys.readouterr().out == expected + "\n"
-
-
-def test_save_checkpoint_loads_in_lightning(tmp_path):
-    model = GPT(GPTConfig.from_name("gpt-nano"))
-    save_checkpoint(model, tmp_path / "m.ckpt")
-    module = GPTLitModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
-    assert torch.equal(module.model.transformer.wte.weight, model.transformer.wte.weight)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_gpt5.checkpoints import save_checkpoint
 from lit_gpt5.cli import main
-from lit_gpt5.convert import save_checkpoint
 from lit_gpt5.errors import run_main
 from lit_gpt5.model import GPT, GPTConfig
 from tests.conftest import REPO
@@ -68,6 +68,7 @@ def test_directory_instead_of_file(capsys, workdir, isolated_cache, tmp_path):
     check([f"--data.text_path={tmp_path}"], capsys, workdir, isolated_cache, r"is a directory")
 
 
+@pytest.mark.slow
 def test_unreadable_text_file(capsys, workdir, isolated_cache, tmp_path):
     path = tmp_path / "locked.txt"
     path.write_text("text")
@@ -112,7 +113,7 @@ def test_unknown_gutenberg_id(capsys, workdir, isolated_cache, http_server, monk
 
 
 def test_no_network_and_no_cache(capsys, workdir, isolated_cache, monkeypatch):
-    monkeypatch.setattr("lit_gpt5.gutenberg.time.sleep", lambda s: None)
+    monkeypatch.setattr("lit_gpt5.data.gutenberg.time.sleep", lambda s: None)
     line = check([], capsys, workdir, isolated_cache, r"cannot download Project Gutenberg book 829")
     assert str(isolated_cache / "gutenberg" / "829" / "pg829.txt") in line and "--data.text_path" in line
 
@@ -266,6 +267,7 @@ def test_pickle_payload_is_refused(capsys, workdir, isolated_cache, book_path, t
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_real_entry_point_exit_code_and_debug_switch(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "LIT_GPT5_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "lit_gpt5.cli", "fit", "--data.text_path", str(tmp_path / "missing.txt")]

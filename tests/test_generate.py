@@ -1,7 +1,11 @@
+import pytest
 import torch
 
-from lit_gpt5.generate import generate, sample_next
+from lit_gpt5.convert import load_hf
+from lit_gpt5.generate import generate, generate_batch, sample_next
+from lit_gpt5.generate import main as generate_main
 from lit_gpt5.model import GPT, GPTConfig
+from lit_gpt5.tokenizer import get_tokenizer
 
 TINY = GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=16)
 
@@ -38,3 +42,45 @@ def test_seeded_generation_is_reproducible_and_stops():
     out = generate(model, idx[:1], 10, temperature=0, stop_token=stop)
     assert out.shape == (1, 4) and out[0, -1] == stop
     assert model.training  # restored
+
+
+def test_greedy_generation_matches_transformers(hf_dir):
+    transformers = pytest.importorskip("transformers")
+    reference = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+    ours = load_hf(hf_dir)
+    prompt = torch.tensor([get_tokenizer().encode("The Emperor of Lilliput")])
+    expected = reference.generate(
+        prompt,
+        attention_mask=torch.ones_like(prompt),
+        do_sample=False,
+        max_new_tokens=50,
+        min_new_tokens=50,
+        pad_token_id=50256,
+    )
+    for use_cache in (True, False):
+        assert generate(ours, prompt, 50, temperature=0, use_cache=use_cache).tolist() == expected.tolist()
+
+
+def test_batch_of_prompts_matches_transformers_left_padding(hf_dir):
+    transformers = pytest.importorskip("transformers")
+    reference = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+    ours = load_hf(hf_dir)
+    tok = get_tokenizer()
+    prompts = [tok.encode(t) for t in ["A", "My father had a small estate in", "The king of Brobdingnag"]]
+    width = max(map(len, prompts))
+    idx = torch.tensor([[50256] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    expected = reference.generate(
+        idx, attention_mask=mask, do_sample=False, max_new_tokens=20, min_new_tokens=20, pad_token_id=50256
+    )
+    got = generate_batch(ours, prompts, 20, temperature=0)
+    assert got == expected[:, width:].tolist()
+
+
+def test_generate_command_streams_the_same_tokens(hf_dir, capsys):
+    model = load_hf(hf_dir)
+    tok = get_tokenizer()
+    ids = torch.tensor([tok.encode("Gulliver")])
+    expected = tok.decode(generate(model, ids, 25, temperature=0)[0].tolist())
+    generate_main(["--ckpt", str(hf_dir), "--prompt", "Gulliver", "--temperature", "0", "--max_new_tokens", "25"])
+    assert capsys.readouterr().out == expected + "\n"

@@ -13,6 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 STEPS, ACCUMULATE = 40, 2
 
 
@@ -31,11 +33,9 @@ def config(book_path, root: Path, callbacks: list | None = None, steps: int = ST
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": str(root), "name": "runs"},
             },
-            "callbacks": [
-                {"class_path": "lit_gpt5.callbacks.ResumableCheckpoint", "init_args": {"every_n_train_steps": 5}},
-                *(callbacks or []),
-            ],
+            "callbacks": callbacks or [],
         },
+        "last_checkpoint": {"every_n_train_steps": 5},
         "model": {
             "model_name": "gpt-nano",
             "n_layer": 2,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lit_gpt5.errors import UserError
-from lit_gpt5.files import atomic_path, sha256_file, write_bytes_atomic
+from lit_gpt5.files import atomic_path, not_utf8_message, read_input, sha256_file, write_bytes_atomic
 
 CACHE_ENV = "LIT_GPT5_CACHE"
 # Replaces https://www.gutenberg.org in the download URLs: for a local mirror, or a proxy that caches it.
@@ -95,23 +95,11 @@ def decode_text(data: bytes, source: str, *, allow_declared_charset: bool = Fals
                 return data.decode(m.group(1))
             except (LookupError, UnicodeDecodeError):
                 pass
-        raise UserError(
-            f"{source} is not UTF-8 text (invalid byte at offset {err.start}); convert it first, "
-            f"e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
-        ) from None
+        raise UserError(not_utf8_message(source, data, err.start)) from None
 
 
 def read_text_file(path: str | os.PathLike) -> str:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"text file {path} does not exist; check --data.text_path")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a text file; pass the book's .txt file to --data.text_path")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror}; check the file's permissions") from None
-    return decode_text(data, str(path))
+    return decode_text(read_input(path, "text file", "--data.text_path"), str(Path(path).expanduser()))
 
 
 class NotFound(Exception):

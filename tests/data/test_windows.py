@@ -6,12 +6,10 @@ from torch.utils.data import DataLoader
 
 from lit_gpt5.data import (
     IGNORE_INDEX,
-    GutenbergDataModule,
     RandomWindowDataset,
     TokenWindowDataModule,
-    ValidationWindows,
     split_tokens,
-    tokenize_cached,
+    validation_windows,
 )
 from lit_gpt5.errors import UserError
 
@@ -111,7 +109,7 @@ def test_validation_covers_every_target_once(world_size):
     segments = [torch.arange(0, 1000), torch.arange(5000, 5301), torch.arange(9000, 9002)]
     targets = []
     for rank in range(world_size):
-        val = ValidationWindows(segments, block_size=64, batch_size=5, rank=rank, world_size=world_size)
+        val = validation_windows(segments, block_size=64, batch_size=5, rank=rank, world_size=world_size)
         batches = list(val)
         assert len(batches) == val.num_batches
         for x, y in batches:
@@ -123,23 +121,6 @@ def test_validation_covers_every_target_once(world_size):
     assert sorted(targets) == expected  # each target once: no repeats across ranks, nothing missing
 
 
-def test_token_cache_reused_and_rebuilt_when_damaged(tmp_path):
-    text = "It is a truth universally acknowledged. " * 50
-    tokens = tokenize_cached(text, tmp_path)
-    (path,) = tmp_path.glob("tokens-*-gpt2.safetensors")
-    assert tokens.dtype == torch.uint16 and len(tokens) > 100
-    mtime = path.stat().st_mtime_ns
-    assert torch.equal(tokenize_cached(text, tmp_path), tokens)
-    assert path.stat().st_mtime_ns == mtime  # read, not rewritten
-    data = bytearray(path.read_bytes())
-    data[-3] ^= 0xFF  # one flipped bit in the token payload
-    path.write_bytes(bytes(data))
-    assert torch.equal(tokenize_cached(text, tmp_path), tokens)
-    path.write_bytes(b"garbage")
-    assert torch.equal(tokenize_cached(text, tmp_path), tokens)
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind
-
-
 def test_token_window_datamodule_with_any_tokens():
     dm = TokenWindowDataModule(POSITIONS, block_size=16, batch_size=4, val_fraction=0.2, seed=1)
     dm.setup("fit")
@@ -148,14 +129,3 @@ def test_token_window_datamodule_with_any_tokens():
     val = list(dm.val_dataloader())
     assert sum(int((y != IGNORE_INDEX).sum()) for _, y in val) == 1999
     assert len(list(dm.test_dataloader())) == len(val)
-
-
-def test_gutenberg_datamodule_from_local_file(book_path, isolated_cache):
-    dm = GutenbergDataModule(text_path=str(book_path), batch_size=2)
-    dm.prepare_data()
-    assert len(list((isolated_cache / "local").glob("tokens-*.safetensors"))) == 1
-    dm.setup("fit")
-    assert sum(len(s) for s in dm.train_segments) + sum(len(s) for s in dm.val_segments) == 143_690
-    assert len(dm.val_segments[0]) == 14_369
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (2, 256)

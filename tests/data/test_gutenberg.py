@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from lit_gpt5 import gutenberg
+from lit_gpt5.data import gutenberg
+from lit_gpt5.data.gutenberg import clean_gutenberg, load_book
 from lit_gpt5.errors import UserError
-from lit_gpt5.gutenberg import clean_gutenberg, load_book
 from tests.conftest import serve_bytes
 
 HEADER = (

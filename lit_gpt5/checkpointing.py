@@ -1,0 +1,244 @@
+"""Checkpoints during training: always whole on disk, ``last.ckpt`` always resumable, and a "best" that is a number.
+
+* ``AtomicCheckpointIO``: every checkpoint file is written to a temporary file in its own directory, flushed,
+  fsynced and renamed, so a full disk, a crash or a kill never leaves a truncated ``.ckpt`` (nor a stray copy in
+  ``$TMPDIR``); running out of space is one line that names the directory and the last good checkpoint.
+* ``ResumableCheckpoint``: ``last.ckpt`` every N steps, at the end, and when Ctrl-C or SIGTERM stops the run at an
+  optimizer-step boundary (on every rank together).
+* ``BestCheckpoint``: the best model by ``val/loss``, never a NaN.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lit_gpt5.errors import UserError
+from lit_gpt5.step import NonFiniteLossError
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (no space, no permission); nothing partial was left behind."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temporary file beside the destination, flush + fsync, then an atomic rename.
+
+    Lightning's own writer stages the file elsewhere and moves it, which is a copy when ``$TMPDIR`` is on another file
+    system: a full disk then leaves a truncated checkpoint under the final name. Here the destination is either the
+    old file or the complete new one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_written: tuple[str, int | None] | None = None  # (path, global step) of the last good write
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        dest = Path(path)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        except OSError as err:
+            raise self._error(err, dest) from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        except BaseException as err:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                raise self._error(err, dest) from None
+            raise
+        self.last_written = (str(dest), checkpoint.get("global_step"))
+
+    def _error(self, err: OSError, dest: Path) -> CheckpointWriteError:
+        if self.last_written is not None:
+            good = f"the last good checkpoint is {self.last_written[0]} (step {self.last_written[1]})"
+        else:
+            good = "no checkpoint was written by this run"
+        problem = "no space left on" if err.errno in (errno.ENOSPC, errno.EDQUOT) else f"{err.strerror} in"
+        return CheckpointWriteError(
+            f"{problem} {dest.parent} while saving {dest.name}; {good}; free some space (or pass another "
+            "--trainer.default_root_dir) and resume with --ckpt_path"
+        )
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """The best checkpoint by a monitored value (default: lowest ``val/loss``). A NaN or infinite value is never the
+    best: a diverged model's checkpoint would otherwise be kept as ``…val_lossnan.ckpt``."""
+
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        mode: str = "min",
+        save_top_k: int = 1,
+        filename: str = "step{step:05d}-val_loss{val/loss:.4f}",
+        dirpath: str | None = None,
+        auto_insert_metric_name: bool = False,
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            monitor=monitor,
+            mode=mode,
+            save_top_k=save_top_k,
+            filename=filename,
+            auto_insert_metric_name=auto_insert_metric_name,
+        )
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is not None and not torch.isfinite(torch.as_tensor(current)).all():
+            return False
+        return super().check_monitor_top_k(trainer, current)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, always resumable: every ``every_n_train_steps``, at the end of training, and when a run stops.
+
+    A ``ModelCheckpoint`` that saves no "best" files (``save_top_k=0``; ``BestCheckpoint`` keeps those), plus what
+    resuming needs:
+
+    * It saves at the end of training even when the last step is not a multiple of ``every_n_train_steps``.
+    * It saves when an exception ends ``fit`` (a non-finite loss before the bad update, a crash) if the run is at
+      an optimizer-step boundary; inside an accumulated step it keeps the last boundary checkpoint instead (see
+      ``saves_on_exception``), and names it in a non-finite-loss error.
+    * Ctrl-C (SIGINT) and SIGTERM (a preempted job) stop the run at the end of the current optimizer step, then
+      save: never inside a step, where Lightning's own handling can stop (mid-update for Ctrl-C, between the
+      micro-batches of an accumulated step for SIGTERM), which a resume cannot continue exactly. A signal that
+      reaches only one process of a multi-process run stops all of them at the same step. A second Ctrl-C stops at
+      once. SIGTERM exits with status 143, SIGINT with 1.
+
+    Resume with ``--ckpt_path <dir>/last.ckpt``: the stream of batches, the optimizer, the LR schedule and the
+    dropout randomness continue exactly where they stopped.
+    """
+
+    def __init__(
+        self, dirpath: str | None = None, every_n_train_steps: int = 50, filename: str = "interrupted-step{step:05d}"
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            every_n_train_steps=every_n_train_steps,
+            save_top_k=0,
+            save_last=True,
+            save_on_exception=True,
+            auto_insert_metric_name=False,
+        )
+        self.every_n_steps = every_n_train_steps
+        self._stop_signal: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        self._training = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._stop_signal = None
+        self._training = True
+        if threading.current_thread() is threading.main_thread():
+            # Installed after Lightning's own SIGTERM handler, which this replaces for the duration of training.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(
+            f"\n{name}: finishing this optimizer step, then saving a checkpoint (Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # inside an accumulated step
+        # Every rank asks at every step boundary, so a signal that reached one process stops them all here.
+        stop = self._stop_signal or 0
+        if trainer.world_size > 1:
+            stop = int(trainer.strategy.reduce(torch.tensor(stop, device=pl_module.device), reduce_op="max").item())
+        if stop:
+            self._stop_signal = stop
+            # Lightning turns either into on_exception (which saves) and ends the run.
+            if stop == signal.SIGTERM:
+                raise SIGTERMException()
+            raise KeyboardInterrupt("stopped by Ctrl-C")
+
+    @property
+    def last_path(self) -> Path:
+        return Path(self.dirpath or ".") / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+    def saved_step(self) -> int | None:
+        """The step of the ``last.ckpt`` on disk (read from the file itself), or None if there is none."""
+        try:
+            return torch.load(self.last_path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
+        except Exception:  # noqa: BLE001 - absent or unreadable: there is no good checkpoint to name
+            return None
+
+    def saves_on_exception(self, trainer: L.Trainer) -> bool:
+        """Whether a run ending now with an exception can be saved so that a resume continues it exactly.
+
+        Yes after a requested stop (raised in on_train_batch_end, which Lightning's restart logic handles) and
+        when the completed micro-batches form whole optimizer steps. No in the middle of an accumulated step (a
+        NaN found before the update, a crash): Lightning would restart its micro-batch count mid-step and take the
+        next update after too few micro-batches. The last checkpoint taken at a step boundary is kept instead.
+        """
+        if not self._training:
+            return False  # failed before training began (bad checkpoint, bad data): nothing new to save
+        if self._stop_signal is not None:
+            return True
+        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return completed % trainer.accumulate_grad_batches == 0
+
+    def describe_resume_point(self, trainer: L.Trainer) -> str:
+        if self.saves_on_exception(trainer):
+            return f"the weights before this step are saved to {self.last_path}"
+        step = self.saved_step()
+        if step is not None:
+            return f"last good checkpoint: {self.last_path} (step {step})"
+        return f"no checkpoint was saved yet (one is taken every {self.every_n_steps} steps)"
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+        if isinstance(exception, CheckpointWriteError):
+            return  # the disk refused a checkpoint: trying again would only fail again
+        if isinstance(exception, NonFiniteLossError):
+            exception.resume_point = self.describe_resume_point(trainer)
+        if not self.saves_on_exception(trainer):
+            return
+        super().on_exception(trainer, pl_module, exception)
+        if trainer.is_global_zero and self.last_model_path:
+            print(
+                f"lit_gpt5: stopped at step {trainer.global_step}; checkpoint: {self.last_model_path} "
+                f"(resume with --ckpt_path {self.last_model_path})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+        self._training = False
+        # Decided on rank 0, which writes the checkpoint; saving is collective, so every rank must agree.
+        if self.dirpath and trainer.strategy.broadcast(self.saved_step() != trainer.global_step):
+            trainer.save_checkpoint(self.last_path, weights_only=False)
+            self.last_model_path = str(self.last_path)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()

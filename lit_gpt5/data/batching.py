@@ -1,0 +1,101 @@
+"""Batches of examples of different lengths: padding by position, shuffled epochs bucketed by length, and
+evaluation batches. Used for instruction records and preference pairs alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lit_gpt5.data.streams import EvalBatches, IndexedBatchStream, check_positive
+from lit_gpt5.errors import UserError
+from lit_gpt5.loss import IGNORE_INDEX
+
+
+def collate(examples: Sequence[dict[str, torch.Tensor]], pad_id: int = 50256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest example and shift: ``x`` = input_ids[:, :-1], ``y`` = labels[:, 1:].
+
+    Padding is known by position (past each example's length), never by token value: GPT-2 pads with the id of
+    ``<|endoftext|>``, which is also the last, supervised token of every response. Padded targets are -100; padded
+    inputs come after every real token, so causal attention never lets a real token see them.
+    """
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n] = e["input_ids"]
+        labels[row, :n] = e["labels"]
+    return ids[:, :-1], labels[:, 1:]
+
+
+class SFTBatches(IndexedBatchStream):
+    """Endless shuffled training batches of a map-style dataset of examples, each batch collated.
+
+    Epoch ``e`` is a permutation seeded with (seed, e). With ``bucket``, the permutation is cut into chunks of
+    ``64 * batch_size`` examples, each chunk sorted by length and cut into batches, and the batches shuffled again:
+    batches hold examples of similar length (far less padding) while the order stays random. The stream follows the
+    index-addressed contract of ``lit_gpt5.data.streams``, so ``start_batch`` resumes it exactly.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int = 0,
+        bucket: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        collate_fn=None,
+        lengths: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(seed, rank, world_size, start_batch)
+        check_positive(batch_size=batch_size)
+        if len(dataset) == 0:
+            raise UserError("no training example is left after tokenizing and truncating; raise --data.max_length")
+        self.dataset, self.batch_size, self.bucket = dataset, batch_size, bucket
+        self.collate_fn = collate_fn or partial(collate, pad_id=dataset.eot)
+        self.lengths = np.array(lengths if lengths is not None else [len(ids) for ids, _ in dataset.examples])
+        self.batches_per_epoch = -(-len(dataset) // batch_size)
+        self._epoch: tuple[int, list[np.ndarray]] | None = None
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        if self._epoch is not None and self._epoch[0] == epoch:
+            return self._epoch[1]
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch])))
+        order = rng.permutation(len(self.dataset))
+        if not self.bucket:
+            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        else:
+            chunk = 64 * self.batch_size
+            batches = []
+            for i in range(0, len(order), chunk):
+                part = order[i : i + chunk]
+                part = part[np.argsort(self.lengths[part], kind="stable")]
+                batches += [part[j : j + self.batch_size] for j in range(0, len(part), self.batch_size)]
+            batches = [batches[k] for k in rng.permutation(len(batches))]
+        self._epoch = (epoch, batches)
+        return batches
+
+    def global_batch(self, index: int):
+        epoch, k = divmod(index, self.batches_per_epoch)
+        return collated(self.dataset, self.collate_fn, self.epoch_batches(epoch)[k])
+
+
+def collated(dataset: Dataset, collate_fn, indices) -> object:
+    """The batch of ``dataset``'s items at ``indices``."""
+    return collate_fn([dataset[int(i)] for i in indices])
+
+
+def eval_batches(
+    dataset: Dataset, batch_size: int, rank: int = 0, world_size: int = 1, collate_fn=None, lengths=None
+) -> EvalBatches:
+    """Every example once, in batches of similar length, split across ranks and workers without repeats."""
+    lengths = lengths if lengths is not None else [len(ids) for ids, _ in dataset.examples]
+    make_batch = partial(collated, dataset, collate_fn or partial(collate, pad_id=dataset.eot))
+    order = sorted(range(len(dataset)), key=lambda i: lengths[i])
+    return EvalBatches.chunked(order, batch_size, make_batch, rank, world_size)

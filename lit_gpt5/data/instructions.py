@@ -1,0 +1,279 @@
+"""Instruction tuning data: the loss on response tokens only, right by construction.
+
+A record becomes ``prompt tokens + response tokens + <|endoftext|>``, with labels = -100 on every prompt token.
+Prompt and response are tokenized separately and then joined, so no BPE merge crosses the boundary and the mask is
+exact: the supervised tokens decode to exactly the response followed by ``<|endoftext|>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_gpt5.data.batching import SFTBatches, eval_batches
+from lit_gpt5.data.records import read_json_records, split_by_hash
+from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
+from lit_gpt5.errors import UserError
+from lit_gpt5.loss import IGNORE_INDEX
+from lit_gpt5.prompts import check_template, format_prompt
+
+Record = tuple[str, str, str]  # (instruction, input, response)
+
+
+def normalize_record(record: object, where: str) -> Record:
+    """(instruction, input, response) of an Alpaca, Dolly or prompt/response record; a clear error otherwise."""
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: a record must be a JSON object, got {type(record).__name__}")
+    if "instruction" in record:
+        if "output" in record:
+            first, answer, extra = "instruction", "output", "input"  # Alpaca
+        elif "response" in record:
+            first, answer, extra = "instruction", "response", "context"  # Dolly
+        else:
+            raise UserError(f"{where}: the record has 'instruction' but no 'output' (Alpaca) or 'response' (Dolly)")
+    elif "prompt" in record:
+        if "response" not in record:
+            raise UserError(f"{where}: the record has 'prompt' but no 'response'")
+        first, answer, extra = "prompt", "response", None
+    else:
+        keys = ", ".join(sorted(record)) or "none"
+        raise UserError(
+            f"{where}: a record needs 'instruction' and 'output' (Alpaca), 'instruction' and 'response' (Dolly), "
+            f"or 'prompt' and 'response'; it has: {keys}"
+        )
+    return string_fields(record, where, first, extra, answer)
+
+
+def string_fields(record: dict, where: str, first: str, extra: str | None, *rest: str) -> tuple[str, ...]:
+    """``record[first]``, ``record[extra]`` (default "") and ``record[r]`` for each of ``rest``, all strings."""
+    values = []
+    for name in (first, extra, *rest):
+        value = record.get(name) if name else None
+        if name == extra and value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise UserError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
+        values.append(value)
+    return tuple(values)
+
+
+def read_records(path: str | os.PathLike) -> list[Record]:
+    """Instruction records of a JSON array file or a JSONL file, validated; errors name the file, line and field."""
+    return read_json_records(path, normalize_record, "instruction", "--data.train_path / --data.val_path")
+
+
+def as_dicts(records: Sequence[Record]) -> list[dict]:
+    return [{"instruction": i, "input": x, "output": r} for i, x, r in records]
+
+
+def fit_to_length(
+    prompt_ids: list[int], responses: list[list[int]], max_length: int
+) -> tuple[list[int], list[list[int]], bool, bool]:
+    """Cut ``prompt + response`` to ``max_length`` for every response: the prompt loses its start first (it keeps at
+    least one token, from which the first response token is predicted); only if a response alone does not fit is it
+    cut, from its end. Returns (prompt, responses, prompt was cut, a response was cut)."""
+    longest = max(len(r) for r in responses)
+    prompt_cut = response_cut = False
+    if len(prompt_ids) + longest > max_length:
+        keep = max(min(len(prompt_ids), 1), max_length - longest)
+        if keep < len(prompt_ids):
+            prompt_ids, prompt_cut = prompt_ids[len(prompt_ids) - keep :], True
+        room = max_length - len(prompt_ids)
+        response_cut = any(len(r) > room for r in responses)
+        responses = [r[:room] for r in responses]
+    return prompt_ids, responses, prompt_cut, response_cut
+
+
+def encode_response(tokenizer, text: str) -> list[int]:
+    # encode_ordinary: text that looks like <|endoftext|> inside a record is text, never the special token.
+    return [*tokenizer.encode_ordinary(text), tokenizer.eot_token]
+
+
+def example(prompt_ids: list[int], response_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) of one example: labels are -100 on the prompt."""
+    ids = torch.tensor(prompt_ids + response_ids, dtype=torch.long)
+    labels = ids.clone()
+    labels[: len(prompt_ids)] = IGNORE_INDEX
+    return ids, labels
+
+
+@dataclass
+class SFTStats:
+    """What tokenizing and truncating did to a set of records."""
+
+    prompt_lengths: list[int] = field(default_factory=list)
+    response_lengths: list[int] = field(default_factory=list)  # including <|endoftext|>
+    truncated_prompts: int = 0
+    truncated_responses: int = 0
+    dropped: int = 0
+
+    def table(self, name: str) -> str:
+        def row(label: str, values: list[int]) -> str:
+            a = np.asarray(values or [0])
+            return f"  {label:<9}{a.mean():>8.1f}{np.percentile(a, 50):>8.0f}{np.percentile(a, 90):>8.0f}{a.max():>8d}"
+
+        prompts, responses = sum(self.prompt_lengths), sum(self.response_lengths)
+        share = responses / max(1, prompts + responses)
+        return "\n".join(
+            [
+                f"{name}: {len(self.prompt_lengths)} examples (tokens per example)",
+                f"  {'':<9}{'mean':>8}{'p50':>8}{'p90':>8}{'max':>8}",
+                row("prompt", self.prompt_lengths),
+                row("response", self.response_lengths),
+                f"  supervised share of tokens: {share:.1%}; truncated prompts: {self.truncated_prompts}, "
+                f"truncated responses: {self.truncated_responses}, dropped (nothing left to supervise): {self.dropped}",
+            ]
+        )
+
+
+class SFTDataset(Dataset):
+    """Instruction records as ``{"input_ids", "labels"}`` LongTensors, labels = -100 on every prompt token.
+
+    Args:
+        records: dicts in Alpaca (``instruction``, optional ``input``, ``output``), Dolly (``instruction``,
+            ``context``, ``response``) or ``prompt``/``response`` form.
+        tokenizer: a tiktoken ``Encoding`` (``lit_gpt5.tokenizer.get_tokenizer()``).
+        max_length: longest example in tokens. A longer one loses the start of its prompt first; only if the
+            response and ``<|endoftext|>`` alone do not fit is the response cut (from its end). An example with no
+            supervised token left is dropped and counted in ``stats.dropped``.
+        template: a name in ``lit_gpt5.prompts.TEMPLATES`` or a format string with ``{instruction}`` (and ``{input}``).
+    """
+
+    def __init__(self, records: Sequence[dict], tokenizer, max_length: int, template: str = "alpaca") -> None:
+        if not isinstance(max_length, int) or max_length < 2:
+            raise UserError(f"max_length must be at least 2 tokens, got {max_length!r}")
+        check_template(template)
+        self.max_length, self.template = max_length, template
+        self.eot = tokenizer.eot_token
+        self.stats = SFTStats()
+        self.examples: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for i, record in enumerate(records):
+            instruction, input, response = normalize_record(record, f"record {i}")
+            prompt_ids = tokenizer.encode_ordinary(format_prompt(instruction, input, template))
+            self._add(prompt_ids, encode_response(tokenizer, response))
+
+    def _add(self, prompt_ids: list[int], response_ids: list[int]) -> None:
+        prompt_ids, (response_ids,), prompt_cut, response_cut = fit_to_length(
+            prompt_ids, [response_ids], self.max_length
+        )
+        self.stats.truncated_prompts += prompt_cut
+        self.stats.truncated_responses += response_cut
+        # Labels are shifted by one in the loss: token t is predicted from tokens < t, so with an empty prompt the
+        # first response token would have nothing to be predicted from.
+        if len(response_ids) - (0 if prompt_ids else 1) <= 0:
+            self.stats.dropped += 1
+            return
+        self.examples.append(example(prompt_ids, response_ids))
+        self.stats.prompt_lengths.append(len(prompt_ids))
+        self.stats.response_lengths.append(len(response_ids))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids, labels = self.examples[i]
+        return {"input_ids": ids, "labels": labels}
+
+
+class SFTDataModule(L.LightningDataModule):
+    """Instruction tuning data from JSON or JSONL files.
+
+    Args:
+        train_path: Alpaca, Dolly or prompt/response records (a JSON array, or one JSON object per line).
+        val_path: held-out records; without it, ``val_fraction`` of ``train_path`` is held out (chosen by hash).
+        max_length: longest example in tokens (at most the model's positions; GPT-2: 1024).
+        batch_size: examples per micro-batch (per device).
+        template: prompt template name (see ``lit_gpt5.prompts.TEMPLATES``) or a format string.
+        bucket_by_length: batch examples of similar length together, which wastes far less compute on padding.
+        seed: seed of the shuffling and of the held-out choice.
+    """
+
+    def __init__(
+        self,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        val_fraction: float = 0.05,
+        max_length: int = 512,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        template: str = "alpaca",
+        bucket_by_length: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_positive(batch_size=batch_size)
+        if val_batch_size is not None:
+            check_positive(val_batch_size=val_batch_size)
+        if not isinstance(max_length, int) or max_length < 2:
+            raise UserError(f"max_length must be at least 2 tokens, got {max_length!r}; raise --data.max_length")
+        check_fraction("val_fraction", val_fraction)
+        check_template(template)  # fail now, not after loading the data, on an unknown template
+        self.save_hyperparameters()
+        self.train_path, self.val_path = train_path, val_path
+        self.max_length = max_length
+        self.block_size = max_length  # what the LightningModule checks against the model's positions
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.template = template
+        self.num_workers = num_workers
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def load_records(self) -> tuple[list[dict], list[dict]]:
+        """(training, held-out) records as Alpaca dicts."""
+        if not self.train_path:
+            raise UserError("SFTDataModule needs --data.train_path (a JSON or JSONL file of instruction records)")
+        records = read_records(self.train_path)
+        if self.val_path:
+            return as_dicts(records), as_dicts(read_records(self.val_path))
+        train, val = split_by_hash(records, self.hparams.val_fraction, self.hparams.seed, key=lambda r: r)
+        return as_dicts(train), as_dicts(val)
+
+    def build_dataset(self, records: list[dict], tokenizer) -> Dataset:
+        return SFTDataset(records, tokenizer, self.max_length, self.template)
+
+    def prepare_data(self) -> None:
+        # Every record validated and tokenized before the run starts, so an unusable set stops it before Lightning
+        # creates its directory. Kept for setup, which builds them itself in processes that did not prepare.
+        self.train_set, self.val_set = self._datasets()
+
+    def _datasets(self) -> tuple[Dataset, Dataset]:
+        from lit_gpt5.tokenizer import get_tokenizer
+
+        train, val = self.load_records()
+        tokenizer = get_tokenizer()
+        train_set, val_set = self.build_dataset(train, tokenizer), self.build_dataset(val, tokenizer)
+        for name, ds, n in (("training", train_set, len(train)), ("validation", val_set, len(val))):
+            if len(ds) == 0:
+                raise UserError(
+                    f"all {n} {name} records were dropped: none has a response token left within "
+                    f"--data.max_length {self.max_length}; raise --data.max_length or shorten the prompts"
+                )
+        return train_set, val_set
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set = self._datasets()
+        if self.trainer is None or self.trainer.is_global_zero:
+            print(self.train_set.stats.table("train"))
+            print(self.val_set.stats.table("val"))
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world_size, start = trainer_position(self.trainer)
+        hp = self.hparams
+        batches = SFTBatches(self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start)
+        return batch_loader(batches, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world_size, _ = trainer_position(self.trainer)
+        return batch_loader(eval_batches(self.val_set, self.val_batch_size, rank, world_size), self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

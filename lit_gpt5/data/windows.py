@@ -1,0 +1,297 @@
+"""Windows of a token tensor: the data side of Model 5.
+
+Training does not walk the text epoch by epoch (unless asked to: see ``lit_gpt5.data.samplers``). Every batch is
+drawn fresh: B start positions, an index tensor ``starts[:, None] + arange(T + 1)``, and one gather, so X is (B, T)
+and Y is X shifted by one token. Validation is the opposite: deterministic, non-overlapping windows that score every
+held-out token exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from lit_gpt5.data.samplers import Sampling, WindowSampler, make_sampler
+from lit_gpt5.data.streams import (
+    EvalBatches,
+    IndexedBatchStream,
+    batch_loader,
+    check_fraction,
+    check_positive,
+    trainer_position,
+)
+from lit_gpt5.errors import UserError
+from lit_gpt5.loss import IGNORE_INDEX
+
+Split = Literal["tail", "interleaved"]
+SPLITS = ("tail", "interleaved")
+TokenSource = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+
+
+def as_segments(tokens: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """One 1-D integer tensor or a list of them, as int32 (indexes everywhere, half the memory of int64)."""
+    segments = [tokens] if isinstance(tokens, torch.Tensor) else list(tokens)
+    for seg in segments:
+        if seg.ndim != 1 or seg.is_floating_point() or seg.is_complex():
+            raise UserError(f"token tensors must be 1-D integer tensors, got shape {tuple(seg.shape)} {seg.dtype}")
+    return [seg.to(torch.int32) for seg in segments]
+
+
+class RandomWindowDataset(IndexedBatchStream):
+    """An endless stream of whole batches ``(x, y)`` of windows: LongTensors of shape (batch_size, block_size).
+
+    ``tokens`` is one 1-D tensor or a list of them (segments: the training blocks of an interleaved split, or several
+    books); a window never crosses a segment's end, so it can never span a train/test boundary or two books.
+    ``sampling`` chooses the start positions (``random`` by default; ``shuffled`` and ``sequential`` walk epochs of
+    non-overlapping windows, see ``lit_gpt5.data.samplers``). Batch ``b`` of rank ``rank`` is global batch
+    ``b * world_size + rank``, a pure function of (seed, global index): see ``lit_gpt5.data.streams``.
+    """
+
+    def __init__(
+        self,
+        tokens: torch.Tensor | Sequence[torch.Tensor],
+        block_size: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        sampling: Sampling = "random",
+        random_offset: bool = False,
+    ) -> None:
+        super().__init__(seed, rank, world_size, start_batch)
+        check_positive(block_size=block_size, batch_size=batch_size)
+        segments = as_segments(tokens)
+        self.block_size, self.batch_size = block_size, batch_size
+        self.tokens = torch.cat(segments) if segments else torch.empty(0, dtype=torch.int32)
+        self.sampler: WindowSampler = make_sampler(
+            sampling, [len(s) for s in segments], block_size, batch_size, seed, random_offset
+        )
+        self._arange = torch.arange(block_size + 1)
+
+    def starts(self, batch_index: int) -> torch.Tensor:
+        """Start positions (into ``self.tokens``) of this rank's batch ``batch_index``."""
+        return self.sampler.starts(self.global_index(batch_index))
+
+    def global_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = self.tokens[self.sampler.starts(index)[:, None] + self._arange].long()
+        return windows[:, :-1], windows[:, 1:]
+
+
+def validation_windows(
+    tokens: torch.Tensor | Sequence[torch.Tensor],
+    block_size: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> EvalBatches:
+    """Deterministic, non-overlapping windows that make every held-out token (but each segment's first) a target once.
+
+    Windows advance by ``block_size``; the last window of a segment is shorter and padded, its padding targets set to
+    -100 so the loss ignores them. Ranks and workers share the batches without repeats (``EvalBatches``).
+    """
+    check_positive(block_size=block_size, batch_size=batch_size, world_size=world_size)
+    xs, ys = [], []
+    for seg in as_segments(tokens):
+        for i in range(0, len(seg) - 1, block_size):
+            chunk = seg[i : i + block_size + 1].long()
+            x = torch.zeros(block_size, dtype=torch.long)
+            y = torch.full((block_size,), IGNORE_INDEX, dtype=torch.long)
+            x[: len(chunk) - 1] = chunk[:-1]
+            y[: len(chunk) - 1] = chunk[1:]
+            xs.append(x)
+            ys.append(y)
+    if not xs:
+        raise UserError(
+            "the held-out split has fewer than 2 tokens, nothing to validate on; raise --data.val_fraction "
+            "or use a longer text"
+        )
+    x_all, y_all = torch.stack(xs), torch.stack(ys)
+    return EvalBatches.chunked(range(len(xs)), batch_size, partial(_rows, x_all, y_all), rank, world_size)
+
+
+def _rows(x: torch.Tensor, y: torch.Tensor, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[index], y[index]
+
+
+def split_tokens(
+    tokens: torch.Tensor, val_fraction: float = 0.1, split: Split = "tail", blocks: int = 100
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Split a 1-D token tensor into (train segments, held-out segments).
+
+    ``tail``: the last ``val_fraction`` of the text is held out, as in the original experiment. ``interleaved``: the
+    text is cut into ``blocks`` equal blocks and every (1/val_fraction)-th block is held out, so both splits sample
+    the whole book (the tail split's test text is the end of the last voyage only).
+    """
+    check_fraction("val_fraction", val_fraction)
+    n = len(tokens)
+    if split == "tail":
+        cut = n - max(1, round(n * val_fraction))
+        return [tokens[:cut]], [tokens[cut:]]
+    if split == "interleaved":
+        if blocks < 2:
+            raise UserError(f"an interleaved split needs at least 2 blocks, got {blocks}")
+        bounds = [round(i * n / blocks) for i in range(blocks + 1)]
+        train, held_out = [], []
+        for i in range(blocks):
+            # Block i is held out when it crosses a multiple of 1/val_fraction: every 10th block for 0.1.
+            is_val = int((i + 1) * val_fraction) > int(i * val_fraction)
+            (held_out if is_val else train).append(tokens[bounds[i] : bounds[i + 1]])
+        if not held_out:
+            raise UserError(f"val_fraction={val_fraction} holds out none of {blocks} blocks; raise either")
+        return train, held_out
+    raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+class TokenWindowDataModule(L.LightningDataModule):
+    """Windowed training batches and exhaustive validation windows over any 1-D token tensor (or several).
+
+    This is the piece other projects import: give it your own tokens (or subclass it and override
+    ``load_documents``).
+
+    Args:
+        tokens: 1-D integer tensor of token ids (any tokenizer); or a list / a ``{name: tensor}`` dict of several
+            documents (books), each split on its own, whose windows never cross from one to another; with more
+            than one, the validation loss is also reported per document (``val/loss/<name>``).
+        block_size: T, the window length the model sees.
+        batch_size: B, windows per training batch (per device).
+        val_batch_size: windows per validation batch; defaults to ``batch_size``.
+        val_fraction: share of the tokens held out for validation/test.
+        split: ``tail`` (held-out text at the end) or ``interleaved`` (every k-th block held out).
+        interleave_blocks: number of blocks for the interleaved split.
+        sampling: ``random`` (independent random windows, the default), ``shuffled`` (every non-overlapping window
+            once per epoch, in a new random order each epoch) or ``sequential`` (the same windows in text order).
+        random_offset: with ``shuffled``/``sequential``, move the window boundaries by a random offset every epoch.
+        num_workers: DataLoader worker processes. Drawing a batch is one gather, so 0 is usually fastest.
+        seed: seed of the window stream (independent of the model's seed).
+    """
+
+    def __init__(
+        self,
+        tokens: TokenSource | None = None,
+        block_size: int = 256,
+        batch_size: int = 16,
+        val_batch_size: int | None = None,
+        val_fraction: float = 0.1,
+        split: Split = "tail",
+        interleave_blocks: int = 100,
+        sampling: Sampling = "random",
+        random_offset: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_positive(block_size=block_size, batch_size=batch_size)
+        if val_batch_size is not None:
+            check_positive(val_batch_size=val_batch_size)
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise UserError(f"num_workers must be >= 0, got {num_workers}")
+        check_fraction("val_fraction", val_fraction)
+        if split not in SPLITS:
+            raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        make_sampler(sampling, [block_size + 1], block_size, batch_size)  # an unknown name fails here, not later
+        self.save_hyperparameters(ignore=["tokens"])
+        self.tokens = tokens
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.train_segments: list[torch.Tensor] = []
+        self.val_segments: list[torch.Tensor] = []
+        self.val_sets: dict[str, list[torch.Tensor]] = {}  # held-out segments per document
+
+    def load_documents(self) -> dict[str, torch.Tensor]:
+        """The token tensors to train on, by name."""
+        if self.tokens is None:
+            raise UserError("TokenWindowDataModule needs a token tensor: TokenWindowDataModule(tokens=...)")
+        if isinstance(self.tokens, torch.Tensor):
+            return {"text": self.tokens}
+        if isinstance(self.tokens, Mapping):
+            return dict(self.tokens)
+        return {str(i): t for i, t in enumerate(self.tokens)}
+
+    def prepare_data(self) -> None:
+        # Load and check everything here: Lightning creates the run's log directory right after prepare_data, and
+        # bad input should stop the run before it leaves an empty one behind.
+        self._split(self.load_documents())
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.train_segments:
+            self._split(self.load_documents(), keep=True)
+
+    def _split(self, documents: dict[str, torch.Tensor], keep: bool = False) -> None:
+        hp = self.hparams
+        train: list[torch.Tensor] = []
+        val_sets: dict[str, list[torch.Tensor]] = {}
+        for name, tokens in documents.items():
+            where = f" ({name})" if len(documents) > 1 else ""
+            if len(tokens) < 2 * (self.block_size + 1):
+                raise UserError(
+                    f"the text{where} has {len(tokens)} tokens after cleaning, too few to train on windows of "
+                    f"block_size + 1 = {self.block_size + 1} tokens and hold some out; use a longer text or a smaller "
+                    "--data.block_size"
+                )
+            doc_train, held_out = split_tokens(as_segments(tokens)[0], hp.val_fraction, hp.split, hp.interleave_blocks)
+            if max(len(s) for s in doc_train) < self.block_size + 1:
+                raise UserError(
+                    f"no training block of the {hp.split} split{where} holds a window of block_size + 1 = "
+                    f"{self.block_size + 1} tokens; use fewer --data.interleave_blocks or a smaller --data.block_size"
+                )
+            if sum(len(s) for s in held_out) < 2:
+                raise UserError(
+                    f"--data.val_fraction {hp.val_fraction} holds out {sum(len(s) for s in held_out)} token(s) of "
+                    f"{len(tokens)}{where}: nothing to validate on; raise --data.val_fraction"
+                )
+            train += doc_train
+            val_sets[name] = held_out
+        self.train_dataset(segments=train)  # fails now on a text without a single window
+        if keep:
+            self.train_segments, self.val_sets = train, val_sets
+            self.val_segments = [seg for segs in val_sets.values() for seg in segs]
+
+    @property
+    def val_set_names(self) -> list[str]:
+        """Names of the held-out documents; one validation DataLoader each when there are several."""
+        return list(self.val_sets)
+
+    def train_dataset(self, start_batch: int = 0, segments: list[torch.Tensor] | None = None) -> RandomWindowDataset:
+        rank, world_size, _ = trainer_position(self.trainer)
+        hp = self.hparams
+        return RandomWindowDataset(
+            self.train_segments if segments is None else segments,
+            self.block_size,
+            self.batch_size,
+            hp.seed,
+            rank,
+            world_size,
+            start_batch,
+            hp.sampling,
+            hp.random_offset,
+        )
+
+    @property
+    def window_sampler(self) -> WindowSampler:
+        """How training windows are chosen: what the coverage monitor replays to know which tokens were seen."""
+        return self.train_dataset().sampler
+
+    def train_dataloader(self) -> DataLoader:
+        _, _, start = trainer_position(self.trainer)
+        return batch_loader(self.train_dataset(start), self.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        rank, world_size, _ = trainer_position(self.trainer)
+        loaders = [
+            batch_loader(
+                validation_windows(segs, self.block_size, self.val_batch_size, rank, world_size), self.num_workers
+            )
+            for segs in self.val_sets.values()
+        ]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self.val_dataloader()

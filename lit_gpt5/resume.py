@@ -1,0 +1,115 @@
+"""Resuming a run with ``--ckpt_path``: which model arguments come from the checkpoint, which from the command line,
+and which may not change.
+
+Precedence: the defaults, then the checkpoint's own arguments, then what a ``--config`` or the command line gives.
+So ``fit --ckpt_path last.ckpt`` alone continues the run as it was, and ``--model.learning_rate 1e-5`` with it
+continues the run with a lower learning rate (applied to the restored optimizer and schedule by
+``apply_policy_changes``; the run prints what changed). Arguments that would make the checkpoint's weights
+meaningless (the architecture, or other starting weights via ``init_from``) are refused, naming the conflict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from jsonargparse import Namespace
+
+from lit_gpt5.errors import UserError
+
+ARCHITECTURE = ("model_name", "n_positions", "n_layer", "n_head", "n_embd", "bias")
+# Training-policy arguments a resumed run applies to the restored optimizer and schedule.
+POLICY = ("learning_rate", "min_lr", "warmup_steps", "lr_decay_steps", "weight_decay", "beta1", "beta2")
+SPECIAL_PATHS = ("last", "best", "hpc", "registry")
+
+
+def local_checkpoint(ckpt_path: str | os.PathLike | None) -> str | None:
+    """``ckpt_path`` if it names a local file to read (not ``last``/``best``/a URL), else None."""
+    if not ckpt_path or str(ckpt_path) in SPECIAL_PATHS or "://" in str(ckpt_path):
+        return None
+    return str(ckpt_path)
+
+
+def model_hparams(ckpt: dict) -> dict:
+    """The model arguments the checkpoint's run was built with (Lightning's bookkeeping keys left out)."""
+    return {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+
+
+def checkpoint_defaults(ckpt: dict, subcommand: str, model: Namespace) -> Namespace:
+    """A namespace of the checkpoint's model arguments, to parse the command line on top of (only the arguments
+    the configured model class takes)."""
+    base = Namespace()
+    hparams = model_hparams(ckpt)
+    class_path = (ckpt.get("hyper_parameters") or {}).get("_class_path") or model.get("class_path")
+    base[f"{subcommand}.model.class_path"] = class_path
+    known = set(vars(model.init_args)) if class_path == model.get("class_path") else set(hparams)
+    for key, value in hparams.items():
+        if key in known:
+            base[f"{subcommand}.model.init_args.{key}"] = value
+    return base
+
+
+def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: bool = True) -> Namespace:
+    """Refuse arguments that cannot change on resume, report the ones that did, and stop ``init_from`` from being
+    loaded again (the weights come from the checkpoint; the architecture from the one it records)."""
+    from lit_gpt5.checkpoints import checkpoint_config
+
+    args, theirs = model.init_args, model_hparams(ckpt)
+    init_from = theirs.get("init_from")
+    if args.get("init_from") != init_from:
+        origin = f", started from {init_from}" if init_from else ""
+        raise UserError(
+            f"--model.init_from {args.get('init_from')} and --ckpt_path {ckpt_path} both set the weights: "
+            f"--ckpt_path resumes that run (its weights, optimizer and step{origin}); drop --model.init_from to "
+            f"resume, or drop --ckpt_path to start a new run from {args.get('init_from')}"
+        )
+    config = checkpoint_config(ckpt)
+    for key in ARCHITECTURE:
+        if key in theirs and args.get(key) != theirs[key]:
+            size = f"n_layer={config.n_layer}, n_head={config.n_head}, n_embd={config.n_embd}"
+            raise UserError(
+                f"--model.{key} {args.get(key)} conflicts with --ckpt_path {ckpt_path}, whose model was built with "
+                f"{key}={theirs[key]} ({size}); the architecture cannot change when resuming: drop --model.{key}"
+            )
+    changed = [f"{k} {theirs[k]} -> {args[k]}" for k in _keys(args) if k in theirs and args[k] != theirs[k]]
+    if changed and report and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        print(f"lit_gpt5: resuming {Path(ckpt_path).name} with changed settings: {', '.join(changed)}")
+    if init_from:
+        # The checkpoint records the architecture it holds; init_from's file may be gone, and is not needed.
+        args.init_from = None
+        args.model_name = "gpt2"
+        args.n_positions, args.n_layer, args.n_head = config.block_size, config.n_layer, config.n_head
+        args.n_embd, args.bias = config.n_embd, config.bias
+        if args.get("dropout") is None:
+            args.dropout = config.dropout
+    return model
+
+
+def _keys(args: Namespace) -> Iterable[str]:
+    return [k for k in vars(args) if not k.startswith("_")]
+
+
+def apply_policy_changes(checkpoint: dict, hparams: dict, lr_at_step) -> list[str]:
+    """Make a resumed run's own learning rate, schedule, weight decay and betas take effect on the optimizer and
+    scheduler states about to be restored from ``checkpoint``; returns what changed.
+
+    ``lr_at_step(step)`` is the new schedule's learning rate at an optimizer step.
+    """
+    theirs = model_hparams(checkpoint)
+    changed = [k for k in POLICY if k in theirs and theirs[k] != hparams.get(k)]
+    if not changed or not checkpoint.get("optimizer_states"):
+        return []
+    step = checkpoint.get("global_step", 0)
+    for state in checkpoint.get("optimizer_states", []):
+        for i, group in enumerate(state.get("param_groups", [])):
+            group["lr"] = lr_at_step(step)
+            group["initial_lr"] = hparams["learning_rate"]
+            group["betas"] = (hparams["beta1"], hparams["beta2"])
+            if i == 0:  # the group with decay: matrices and embeddings
+                group["weight_decay"] = hparams["weight_decay"]
+    for state in checkpoint.get("lr_schedulers", []):
+        n = len(state.get("base_lrs", []))
+        state["base_lrs"] = [hparams["learning_rate"]] * n
+        state["_last_lr"] = [lr_at_step(step)] * n
+    return changed

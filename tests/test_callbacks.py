@@ -1,0 +1,30 @@
+import lightning as L
+import torch
+
+from lit_gpt5.callbacks import StepProgressBar, TextSampler
+from lit_gpt5.lit_module import GPTLitModule
+from tests.test_lit_module import FixedBatches
+
+
+def test_progress_bar_counts_optimizer_steps_out_of_max_steps():
+    batches = [(torch.randint(0, 50257, (2, 8)), torch.randint(0, 50257, (2, 8))) for _ in range(10)]
+    bar = StepProgressBar()
+    trainer = L.Trainer(
+        max_steps=5,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[bar],
+    )
+    trainer.fit(GPTLitModule(model_name="gpt-nano", n_layer=1, warmup_steps=0), datamodule=FixedBatches(batches))
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total) == (5, 5)  # not 10 micro-batches, not "0/-2"
+    assert bar.train_progress_bar.desc.startswith("steps")
+
+
+def test_sampler_does_not_crash_on_a_model_with_non_finite_weights():
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1)
+    with torch.no_grad():
+        module.model.transformer.h[0].mlp.c_fc.weight[0, 0] = float("nan")
+    assert "not finite" in TextSampler(max_new_tokens=5).sample(module)
