@@ -75,10 +75,11 @@ class TextSampler(L.Callback):
         template: str = "alpaca",
     ) -> None:
         from lit_gpt5.errors import UserError
-        from lit_gpt5.prompts import format_prompt
+        from lit_gpt5.prompts import check_template, format_prompt
 
         if max_new_tokens < 0 or temperature < 0:
             raise UserError("sampler max_new_tokens and temperature must be >= 0")
+        check_template(template)  # even unused: a typo in a config is found now, not when it is next used
         if instruction is not None:
             prompt = format_prompt(instruction, input, template)
         if not prompt:

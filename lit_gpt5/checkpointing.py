@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import sys
@@ -49,6 +50,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         dest = Path(path)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)  # serialized first, so a failing disk raises a plain OSError on write
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -56,7 +59,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise self._error(err, dest) from None
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
+                f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, dest)

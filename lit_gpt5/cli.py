@@ -10,6 +10,7 @@ samples), ``throughput`` (tokens/s); plus the step progress bar and the coverage
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from importlib import resources
@@ -23,6 +24,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lit_gpt5.callbacks import CoverageMonitor, StepProgressBar, TextSampler, TokenThroughput
 from lit_gpt5.checkpointing import AtomicCheckpointIO, BestCheckpoint, ResumableCheckpoint
 from lit_gpt5.checkpoints import check_checkpoint
+from lit_gpt5.cli_parser import ArgumentParser
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_model
 
@@ -126,14 +128,16 @@ def main(args: list[str] | None = None) -> None:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # float32 runs use TF32 tensor cores (Ampere and newer)
     defaults = str(resources.files("lit_gpt5").joinpath("cli_defaults.yaml"))
+    prog = "lit-gpt5" if os.path.basename(sys.argv[0]) == "lit-gpt5" else "python -m lit_gpt5.cli"
     GPT5CLI(
         GPTLitModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        parser_kwargs={cmd: {"default_config_files": [defaults]} for cmd in SUBCOMMANDS},
+        parser_kwargs={"prog": prog, **{cmd: {"default_config_files": [defaults]} for cmd in SUBCOMMANDS}},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_class=ArgumentParser,
         args=args,
     )
 

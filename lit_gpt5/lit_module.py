@@ -21,6 +21,29 @@ from lit_gpt5.step import NonFiniteLossError, StepMean, check_step
 __all__ = ["GPTLitModule", "NonFiniteLossError"]
 
 
+def check_model_args(model_name: str, dropout: float | None, sizes: dict, init_from: str | None) -> None:
+    """One-line errors for model arguments that cannot build a model (before anything is built or loaded)."""
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise UserError(f"--model.dropout must be in [0, 1), got {dropout}")
+    for name in ("n_layer", "n_head", "n_embd", "block_size"):
+        value = sizes[name]
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            flag = "n_positions" if name == "block_size" else name
+            raise UserError(f"--model.{flag} must be a positive integer, got {value!r}")
+    if init_from:
+        return
+    config = GPTConfig.from_name(model_name)
+    n_embd, n_head = sizes["n_embd"] or config.n_embd, sizes["n_head"] or config.n_head
+    if n_embd % n_head:
+        divisors = sorted(
+            sorted((d for d in range(1, n_embd + 1) if n_embd % d == 0), key=lambda d: abs(d - n_head))[:3]
+        )
+        raise UserError(
+            f"n_embd {n_embd} is not divisible by n_head {n_head} (model {model_name}); choose --model.n_head "
+            f"among {', '.join(map(str, divisors))}, or change --model.n_embd"
+        )
+
+
 class GPTLitModule(L.LightningModule):
     """GPT-2 trained with token-level cross-entropy.
 
@@ -73,6 +96,7 @@ class GPTLitModule(L.LightningModule):
         if on_nonfinite not in ("stop", "skip"):
             raise UserError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         sizes = dict(block_size=n_positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias)
+        check_model_args(model_name, dropout, sizes, init_from)
         if init_from:
             self.model = self._load_weights(init_from, sizes, dropout)
         else:
@@ -120,6 +144,8 @@ class GPTLitModule(L.LightningModule):
 
     def prepare_data(self) -> None:
         # Checked here, before Lightning creates the run's log directory, so bad input leaves no empty run behind.
+        if self.trainer.state.fn == "fit":
+            self.decay_steps()  # a schedule needs an end: max_steps or lr_decay_steps
         if self.trainer.accumulate_grad_batches < 1:  # Lightning itself would fail later with a ZeroDivisionError
             raise UserError(
                 f"accumulate_grad_batches must be a positive integer, got {self.trainer.accumulate_grad_batches}"
@@ -253,7 +279,10 @@ class GPTLitModule(L.LightningModule):
             return self.hparams.lr_decay_steps
         max_steps = self.trainer.max_steps
         if max_steps is None or max_steps < 0:
-            raise UserError("set --trainer.max_steps (or --model.lr_decay_steps) so the cosine schedule has an end")
+            raise UserError(
+                f"--trainer.max_steps must be a positive number of optimizer steps, got {max_steps}: the cosine "
+                "schedule needs an end (or give --model.lr_decay_steps)"
+            )
         return max_steps
 
     def _lr_at(self, step: int) -> float:

@@ -207,3 +207,30 @@ def hf_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("hf")
     hf_model().save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def quiet_lightning():
+    """Lightning's INFO lines ("Seed set to ...") are not errors; in-process they also go to a stream pytest closes."""
+    import logging
+
+    logging.disable(logging.INFO)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working directory for a command, to check that it leaves nothing behind."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def refused(capsys, workdir, isolated_cache, quiet_lightning):
+    """``refused(argv, pattern)``: the command refuses with one matching line and leaves nothing behind."""
+    from tests.helpers import refusal
+
+    return lambda argv, pattern, code=2: refusal(argv, capsys, workdir, isolated_cache, pattern, code)

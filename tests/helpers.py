@@ -42,3 +42,48 @@ class NaNAt(L.Callback):
 def write_jsonl(path, records) -> str:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return str(path)
+
+
+def files_under(path) -> list:
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def refusal(argv: list[str], capsys, workdir, cache, pattern: str, code: int = 2) -> str:
+    """Run ``lit-gpt5 <argv>`` in this process and check it refused: exit ``code``, one ``error:`` line matching
+    ``pattern``, no traceback, nothing new in the working directory (no run folder), no partial file in the cache."""
+    import re
+
+    import pytest
+
+    from lit_gpt5.__main__ import main
+    from lit_gpt5.errors import run_main
+
+    before = files_under(workdir)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(lambda: main(argv))
+    err = capsys.readouterr().err
+    assert exit_.value.code == code, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert files_under(workdir) == before  # no run directory, no checkpoint, nothing half-written
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".part")]
+    return lines[0]
+
+
+class NaNAboveLR(L.Callback):
+    """Makes the logits NaN from optimizer step ``step`` on while the learning rate is above ``lr``: a blow-up that a
+    lower learning rate avoids, as the advice in the non-finite-loss error promises."""
+
+    def __init__(self, lr: float, step: int) -> None:
+        self.lr, self.step = lr, step
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        def poison(module, args, output):
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            if module.training and trainer.global_step >= self.step and lr > self.lr:
+                return output * float("nan")
+            return output
+
+        pl_module.model.lm_head.register_forward_hook(poison)

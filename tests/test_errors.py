@@ -1,63 +1,30 @@
 """Every bad input gets one line (what is wrong, what to do), a non-zero exit, no traceback and no half-written file."""
 
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from lit_gpt5.checkpoints import save_checkpoint
-from lit_gpt5.cli import main
 from lit_gpt5.errors import run_main
 from lit_gpt5.model import GPT, GPTConfig
 from tests.conftest import REPO
+from tests.helpers import files_under, refusal, write_jsonl
 
 TINY = ["--model.model_name=gpt-nano", "--trainer.max_steps=1", "--trainer.accelerator=cpu"]
 
 
-def run_cli(args, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_:
-        run_main(lambda: main(args))
-    return exit_.value.code, capsys.readouterr().err
-
-
-def files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file())
-
-
 @pytest.fixture(autouse=True)
-def quiet_lightning():
-    """Lightning's INFO lines ("Seed set to ...") are not errors; in-process they also go to a stream pytest closes."""
-    import logging
-
-    logging.disable(logging.INFO)
-    yield
-    logging.disable(logging.NOTSET)
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
+def _quiet(quiet_lightning):
+    pass
 
 
 def check(args, capsys, workdir, isolated_cache, pattern: str, code: int = 2) -> str:
-    before = files_under(workdir)
-    got, err = run_cli(["fit", *TINY, *args], capsys)
-    assert got == code
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err  # one line
-    assert re.search(pattern, lines[0]), lines[0]
-    assert files_under(workdir) == before  # no run directory, no checkpoint, nothing half-written
-    assert not [p for p in isolated_cache.rglob("*") if p.name.endswith(".part")]
-    return lines[0]
+    return refusal(["fit", *TINY, *args], capsys, workdir, isolated_cache, pattern, code)
 
 
 def test_missing_text_file(capsys, workdir, isolated_cache):
@@ -298,3 +265,173 @@ def test_bad_generate_and_convert_arguments(capsys, tmp_path):
     with pytest.raises(SystemExit):
         run_main(lambda: convert_main(["from-hf", "--hf_dir", str(json_path), "--out", str(tmp_path / "x.ckpt")]))
     assert "config.json is not valid JSON" in capsys.readouterr().err and not (tmp_path / "x.ckpt").exists()
+
+
+# --- Inputs that are not what they claim ---------------------------------------------------------------------------
+
+HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please log in</body></html>\n" * 20
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "text/plain"])
+def test_a_url_that_returns_html_is_refused_and_not_cached(refused, http_server, isolated_cache, content_type):
+    def route(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(HTML)))
+        handler.end_headers()
+        handler.wfile.write(HTML)
+
+    http_server.routes["/book.txt"] = route
+    refused(["fit", *TINY, f"--data.url={http_server.url}/book.txt"], r"book.txt is an HTML page .*plain-text")
+    assert files_under(isolated_cache) == []  # nothing cached: the next run asks the server again
+
+
+def test_an_html_file_as_text_path_is_refused(refused, tmp_path):
+    page = tmp_path / "book.txt"
+    page.write_bytes(HTML)
+    refused(["fit", *TINY, f"--data.text_path={page}"], r"is an HTML page \(it starts with HTML markup\)")
+
+
+def test_a_validation_set_whose_every_record_is_dropped_is_refused(refused, tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"instruction": "Say hi.", "output": "Hi."}] * 4)
+    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": "", "response": ""}] * 3)
+    refused(
+        ["fit", *TINY, "--data=lit_gpt5.sft.SFTDataModule", "--data.max_length=64", "--data.template=none"]
+        + [f"--data.train_path={train}", f"--data.val_path={val}"],
+        r"all 3 validation records were dropped",
+    )
+
+
+def test_a_nan_validation_loss_is_never_the_best_checkpoint():
+    from lit_gpt5.checkpointing import BestCheckpoint
+
+    best = BestCheckpoint()
+    assert not best.check_monitor_top_k(trainer=None, current=torch.tensor(float("nan")))
+    assert not best.check_monitor_top_k(trainer=None, current=torch.tensor(float("inf")))
+    assert best.check_monitor_top_k(trainer=None, current=torch.tensor(3.0))  # no best yet: a number is kept
+
+
+# --- Tracebacks that are one line ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content,pattern",
+    [
+        (b"trainer:\n  max_steps: [1\n", r"a --config file is not valid YAML: .*line 3"),
+        (bytes(range(256)) * 4, r"a --config file is not text \(YAML\)"),
+        (b"just a sentence\n", r"a --config file must hold a YAML mapping"),
+        (b"trainer:\n  max_stepz: 3\n", r"--trainer.max_stepz is not an argument of fit"),
+    ],
+)
+def test_a_bad_config_file(refused, tmp_path, content, pattern):
+    config = tmp_path / "bad.yaml"
+    config.write_bytes(content)
+    refused(["fit", "--config", str(config)], pattern)
+
+
+@pytest.mark.parametrize(
+    "args,pattern",
+    [
+        (["--model.dropout=1.5"], r"--model.dropout must be in \[0, 1\), got 1.5"),
+        (["--model.n_head=5"], r"n_embd 48 is not divisible by n_head 5 .*--model.n_head among 3, 4, 6"),
+        (["--model.n_layer=0"], r"--model.n_layer must be a positive integer, got 0"),
+        (["--sampler.template={instruction} {question}"], r"unknown field\(s\) \{question\}"),
+    ],
+)
+def test_model_and_sampler_arguments_that_cannot_work(refused, book_path, args, pattern):
+    refused(["fit", *TINY, f"--data.text_path={book_path}", *args], pattern)
+
+
+def test_other_commands_answer_in_one_line(refused, tmp_path, book_path, hf_dir):
+    if not torch.cuda.is_available():
+        refused(["generate", "--ckpt", str(hf_dir), "--device", "cuda"], r"no CUDA GPU .*--device cpu")
+    refused(["generate", "--ckpt", str(hf_dir), "--device", "tpu9"], r"not a device name")
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me")
+    ckpt = tmp_path / "w.ckpt"
+    save_checkpoint(GPT(GPTConfig.from_name("gpt-nano")), ckpt)
+    refused(["convert", "to-hf", "--ckpt", str(ckpt), "--out", str(existing)], r"--out .* is an existing file")
+    refused(["sft", "gulliver", "--text_path", str(book_path), "--out", str(existing)], r"is an existing file")
+    assert existing.read_text() == "keep me"
+    records = write_jsonl(tmp_path / "r.jsonl", [{"instruction": "a", "output": "b"}])
+    refused(["sft", "show", "--train_path", records, "--template", "{instruction}{oops}"], r"unknown field")
+    refused(["convert", "to-hf", "--ckpt", str(ckpt)], r"the following arguments are required: --out")
+
+
+# --- No run folder left behind -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,pattern",
+    [
+        (["--data.val_fraction=1e-6"], r"holds out 1 token\(s\) of 143690: nothing to validate on"),
+        (["--trainer.max_steps=-1"], r"--trainer.max_steps must be a positive number of optimizer steps, got -1"),
+    ],
+)
+def test_refused_before_the_run_folder_exists(refused, book_path, args, pattern):
+    refused(["fit", *TINY, f"--data.text_path={book_path}", *args], pattern)
+
+
+@pytest.mark.parametrize(
+    "records,args,pattern",
+    [
+        (
+            [{"instruction": "a", "output": "b"}],
+            ["--data.max_length=1"],
+            r"max_length must be at least 2 tokens, got 1",
+        ),
+        # Empty prompt and response: only <|endoftext|>, predicted from nothing, so nothing to supervise.
+        ([{"prompt": "", "response": ""}], ["--data.template=none"], r"all 18 training records were dropped"),
+    ],
+)
+def test_instruction_data_refused_before_the_run_folder_exists(refused, tmp_path, records, args, pattern):
+    path = write_jsonl(tmp_path / "d.jsonl", records * 20)
+    refused(["fit", *TINY, "--data=lit_gpt5.sft.SFTDataModule", f"--data.train_path={path}", *args], pattern)
+
+
+# --- Advice that helps ---------------------------------------------------------------------------------------------
+
+
+def test_a_cp1252_file_is_told_to_convert_from_cp1252(refused, tmp_path):
+    path = tmp_path / "windows.txt"
+    path.write_bytes("Voyage to Lilliput \u2014 \u201cquoted\u201d ".encode("cp1252") * 400)
+    line = refused(["fit", *TINY, f"--data.text_path={path}"], r"it looks like cp1252: .*iconv -f cp1252 -t utf-8")
+    assert "latin1" not in line
+    plain = tmp_path / "latin1.txt"
+    plain.write_bytes("Voyage à Lilliput ".encode("latin-1") * 400)  # no 0x80-0x9F bytes: latin-1 is right
+    refused(["fit", *TINY, f"--data.text_path={plain}"], r"iconv -f latin1")
+
+
+def test_a_single_json_object_is_not_called_invalid(refused, tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"instruction": "a", "output": "b"}, indent=2))
+    line = refused(["sft", "show", "--train_path", str(path)], r"is a single JSON object, not a list of records")
+    assert "invalid JSON" not in line
+
+
+@pytest.mark.parametrize(
+    "arg,pattern",
+    [
+        ("--data.split=tial", r"^error: --data.split: expected one of 'tail', 'interleaved', got 'tial'; see "),
+        ("--data.batch_size=two", r"^error: --data.batch_size: expected an integer, got 'two'; see "),
+        ("--data.sampling=epochs", r"^error: --data.sampling: expected one of 'random', 'shuffled', 'sequential'"),
+        ("--data.nope=3", r"^error: --data.nope is not an argument of lit_gpt5.data.GutenbergDataModule"),
+    ],
+)
+def test_type_errors_are_one_line_naming_argument_value_and_choices(capsys, workdir, isolated_cache, arg, pattern):
+    line = refusal(["fit", arg], capsys, workdir, isolated_cache, pattern)
+    assert len(line) < 200
+
+
+# --- sft show ------------------------------------------------------------------------------------------------------
+
+
+def test_sft_show_refuses_what_it_cannot_show(refused, tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "a", "output": "b"}])
+    refused(["sft", "show", "--train_path", path, "-n", "-1"], r"argument -n: expected a positive integer, got -1")
+    refused(["sft", "show", "--train_path", path, "-n", "0"], r"expected a positive integer, got 0")
+    dropped = write_jsonl(tmp_path / "dropped.jsonl", [{"prompt": "", "response": ""}] * 2)
+    refused(
+        ["sft", "show", "--train_path", dropped, "--template", "none"],
+        r"all 2 records shown were dropped: none has a response token left",
+    )

@@ -99,7 +99,24 @@ def decode_text(data: bytes, source: str, *, allow_declared_charset: bool = Fals
 
 
 def read_text_file(path: str | os.PathLike) -> str:
-    return decode_text(read_input(path, "text file", "--data.text_path"), str(Path(path).expanduser()))
+    data = read_input(path, "text file", "--data.text_path")
+    if looks_like_html(data):
+        raise UserError(not_text_message(str(Path(path).expanduser()), "it starts with HTML markup"))
+    return decode_text(data, str(Path(path).expanduser()))
+
+
+def looks_like_html(data: bytes) -> bool:
+    """Whether a file starts like an HTML page (a book's web page, an error or login page), not like a text."""
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in head[:256]
+
+
+def not_text_message(source: str, why: str) -> str:
+    return (
+        f"{source} is an HTML page ({why}), not a plain-text book: an error or login page, or a web page that links "
+        "to the text; pass the plain-text file itself (for Project Gutenberg: "
+        "https://www.gutenberg.org/cache/epub/<id>/pg<id>.txt, or just --data.book_id <id>)"
+    )
 
 
 class NotFound(Exception):
@@ -119,6 +136,8 @@ def download(url: str, dest: Path, *, timeout: float = 30.0, retries: int = 3, b
         try:
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
             with urllib.request.urlopen(request, timeout=timeout) as response, atomic_path(dest) as tmp:
+                if response.headers.get_content_type() == "text/html":
+                    raise UserError(not_text_message(url, "Content-Type text/html"))
                 expected = response.headers.get("Content-Length")
                 received = 0
                 with open(tmp, "wb") as f:
@@ -223,6 +242,12 @@ def load_book(
             f"cannot download {label} ({err}) and there is no cached copy at {raw}; connect to the internet, "
             f"put the book there, or pass a local file with --data.text_path"
         ) from None
-    text = decode_text(raw.read_bytes(), fetched_from, allow_declared_charset=True)
+    data = raw.read_bytes()
+    if looks_like_html(data):
+        # Never kept: the next run would train on it, or fail the same way without downloading again.
+        raw.unlink(missing_ok=True)
+        raw.with_suffix(".json").unlink(missing_ok=True)
+        raise UserError(not_text_message(fetched_from, "it starts with HTML markup"))
+    text = decode_text(data, fetched_from, allow_declared_charset=True)
     text = clean_gutenberg(text, require_markers=require_markers, source=f"{label} ({fetched_from})")
     return Book(text=text, source=fetched_from, cache_dir=raw.parent)
