@@ -13,9 +13,9 @@ import argparse
 from collections import Counter
 
 import torch
+from lit_gpt5.gutenberg import load_book
 
 from lit_gpt5.data import split_tokens
-from lit_gpt5.gutenberg import load_book
 from lit_gpt5.tokenizer import VOCAB_SIZE, get_tokenizer
 
 

@@ -12,7 +12,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import cross_entropy_sum, mean_loss
+from lit_gpt5.loss import cross_entropy_sum, linear_cross_entropy_sum, mean_loss
 from lit_gpt5.model import GPT, GPTConfig
 from lit_gpt5.optim import adamw_with_schedule, check_schedule, lr_at
 from lit_gpt5.resume import apply_policy_changes
@@ -66,6 +66,11 @@ class GPTLitModule(L.LightningModule):
         weight_decay: AdamW decoupled weight decay, applied to matrices and embeddings only (not biases, norms).
         beta1, beta2: AdamW betas; 0.95 (not 0.999) keeps large-batch GPT training stable.
         activation_checkpointing: recompute block activations in backward to save memory.
+        loss_chunk_size: project to the vocabulary and take the cross-entropy this many positions at a time, so the
+            loss never holds a (batch x T x 50,257) float32 logits tensor (``lit_gpt5.loss``); same loss and
+            gradients. 0: the plain full-logits loss.
+        compile: run the model and its loss through ``torch.compile`` (training and evaluation; generation stays
+            eager). Worth it on GPUs; off by default because compiling costs minutes and CPUs gain little.
         on_nonfinite: what a NaN/inf loss or gradient does. ``stop``: end the run before the bad update, naming the
             step and the checkpoint to resume from. ``skip``: that optimizer step makes no update; training goes on.
     """
@@ -88,11 +93,15 @@ class GPTLitModule(L.LightningModule):
         beta1: float = 0.9,
         beta2: float = 0.95,
         activation_checkpointing: bool = False,
+        loss_chunk_size: int = 512,
+        compile: bool = False,
         on_nonfinite: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_schedule(learning_rate, min_lr, warmup_steps, lr_decay_steps)
+        if not isinstance(loss_chunk_size, int) or loss_chunk_size < 0:
+            raise UserError(f"--model.loss_chunk_size must be >= 0 (0: no chunking), got {loss_chunk_size!r}")
         if on_nonfinite not in ("stop", "skip"):
             raise UserError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         sizes = dict(block_size=n_positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd, bias=bias)
@@ -109,6 +118,7 @@ class GPTLitModule(L.LightningModule):
         self.skipped_steps = 0
         self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
+        self._compiled_loss = None
 
     @staticmethod
     def _load_weights(path: str, sizes: dict, dropout: float | None) -> GPT:
@@ -140,7 +150,26 @@ class GPTLitModule(L.LightningModule):
     def loss_sum(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum of token losses over the supervised targets of a batch, and their number."""
         self._last_batch_shape = tuple(x.shape)
+        if self.hparams.compile:
+            if self._compiled_loss is None:
+                self._compiled_loss = torch.compile(self._loss_sum)
+            return self._compiled_loss(x, y)
+        return self._loss_sum(x, y)
+
+    def _loss_sum(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = self.hparams.loss_chunk_size
+        if chunk and not self._weights_partitioned():
+            return linear_cross_entropy_sum(self.model.features(x), self.model.lm_head.weight, y, chunk)
         return cross_entropy_sum(self.model(x), y)
+
+    def _weights_partitioned(self) -> bool:
+        """DeepSpeed ZeRO-3 gathers a weight only inside its module's forward: the output matrix cannot be read by
+        the chunked loss there, so the full-logits loss is used."""
+        try:
+            strategy = self.trainer.strategy
+        except RuntimeError:  # not attached to a Trainer
+            return False
+        return type(strategy).__name__ == "DeepSpeedStrategy" and getattr(strategy, "zero_stage_3", False)
 
     def prepare_data(self) -> None:
         # Checked here, before Lightning creates the run's log directory, so bad input leaves no empty run behind.
@@ -167,6 +196,12 @@ class GPTLitModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self._rng_seed is None:  # not restored from a checkpoint: the seed of this run (seed_everything)
             self._rng_seed = torch.initial_seed()
+        if self.trainer.is_global_zero:
+            from lit_gpt5.memory import describe_run
+
+            line = describe_run(self.trainer, self)
+            if line:
+                print(line)
 
     def seed_dropout(self, batch_idx: int) -> None:
         """Seed the global RNG from (run seed, rank, micro-batch index): dropout then depends on where in the run a

@@ -3,6 +3,11 @@
 Pretraining supervises every target; instruction tuning only the response. Returning the sum and the number of
 supervised tokens lets the LightningModule divide by the supervised tokens of a whole optimizer step (across
 micro-batches and ranks) rather than averaging per-batch means, which would weight tokens unequally.
+
+The vocabulary projection is most of a GPT-2's loss memory: B x T x 50,257 logits, upcast to float32 for the
+softmax, plus their gradient. ``linear_cross_entropy_sum`` and ``linear_token_losses`` take the final hidden states
+and the output matrix instead and work through the positions ``chunk_size`` at a time, so the loss never holds more
+than a few chunks of logits.
 """
 
 from __future__ import annotations
@@ -27,3 +32,113 @@ def cross_entropy_sum(
 def mean_loss(loss_sum: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """loss_sum / count, with 0 (never NaN) when nothing was supervised."""
     return loss_sum / count.clamp(min=1)
+
+
+def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The dtype the projection runs in: autocast's when it is on (as nn.Linear would), else the input's."""
+    device = hidden.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+
+
+def _chunk(h, w, targets, compute_grad: bool):
+    """Loss terms of one chunk of positions, and with ``compute_grad`` d(loss of each row)/d(logits) in ``w``'s dtype
+    (rows of ignored targets are not zeroed there: callers mask the (rows x C) products instead, which is cheaper).
+    Log-softmax in float32, as in ``cross_entropy_sum``. No data-dependent shapes, so it traces and compiles."""
+    logp = torch.log_softmax(h @ w.t(), dim=-1, dtype=torch.float32)
+    valid = targets != IGNORE_INDEX
+    index = targets.clamp(min=0)[:, None]
+    losses = torch.where(valid, -logp.gather(1, index).squeeze(1), 0.0)
+    if not compute_grad:
+        return losses, None, valid
+    grad = logp.exp_()  # softmax, in place: the float32 log-probabilities are not needed again
+    grad.scatter_add_(1, index, -valid[:, None].float())
+    return losses, grad.to(w.dtype), valid
+
+
+class _LinearCrossEntropySum(torch.autograd.Function):
+    """sum_t CE(h_t W^T, y_t), chunk by chunk, with the gradients computed in the same pass.
+
+    The loss is the last operation of a training step and its upstream gradient is one scalar, so d(loss)/dh and
+    d(loss)/dW can be accumulated while each chunk's logits exist and scaled in backward: no logits are stored or
+    recomputed, and no more than one chunk of them exists at a time.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size: int, dtype: torch.dtype):
+        w = weight.to(dtype)
+        grad_needed = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if grad_needed else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if grad_needed else None
+        for start in range(0, hidden.size(0), chunk_size):
+            h = hidden[start : start + chunk_size].to(dtype)
+            losses, grad, valid = _chunk(h, w, targets[start : start + chunk_size], grad_needed)
+            total += losses.sum()
+            if grad_needed:
+                mask = valid[:, None].to(dtype)
+                grad_h[start : start + chunk_size] = (grad @ w) * mask
+                grad_w.add_((grad.t() @ (h * mask)).float())
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        # Scaled in place: no second copy of d/dW (vocabulary x n_embd floats). The graph is single-use (as every
+        # training step's is); backward through it twice would scale twice.
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h.mul_(grad_total.to(grad_h.dtype)), grad_w.mul_(grad_total).to(ctx.weight_dtype), None, None, None
+
+
+class _LinearTokenLosses(torch.autograd.Function):
+    """CE(h_t W^T, y_t) for every position, chunk by chunk; each chunk's logits are recomputed in backward.
+
+    For losses weighted per token afterwards (a sequence's log-probability in DPO), where no single upstream scalar
+    exists; costs one more vocabulary projection in backward than the full-logits loss.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size: int, dtype: torch.dtype):
+        w = weight.to(dtype)
+        losses = torch.cat(
+            [
+                _chunk(hidden[s : s + chunk_size].to(dtype), w, targets[s : s + chunk_size], False)[0]
+                for s in range(0, hidden.size(0), chunk_size)
+            ]
+        )
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.chunk_size, ctx.dtype = chunk_size, dtype
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        hidden, weight, targets = ctx.saved_tensors
+        w = weight.to(ctx.dtype)
+        grad_h = torch.empty_like(hidden)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        for start in range(0, hidden.size(0), ctx.chunk_size):
+            end = start + ctx.chunk_size
+            h = hidden[start:end].to(ctx.dtype)
+            _, grad, valid = _chunk(h, w, targets[start:end], True)
+            scale = torch.where(valid, grad_losses[start:end], 0.0)[:, None]  # ignored rows: no gradient
+            grad = (grad.float() * scale).to(ctx.dtype)
+            grad_h[start:end] = grad @ w
+            grad_w.add_((grad.t() @ h).float())
+        return grad_h, grad_w.to(weight.dtype), None, None, None
+
+
+def linear_cross_entropy_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cross_entropy_sum(hidden @ weight.T, targets)`` without ever holding more than ``chunk_size`` positions'
+    logits: same loss and gradients (to float rounding). ``hidden`` is (..., C), ``targets`` the matching (...)."""
+    h, t = hidden.reshape(-1, hidden.size(-1)), targets.reshape(-1)
+    total = _LinearCrossEntropySum.apply(h, weight, t, chunk_size, _compute_dtype(hidden))
+    return total, (targets != IGNORE_INDEX).sum()
+
+
+def linear_token_losses(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int):
+    """Per-position cross-entropy (0 where the target is ignored), shaped like ``targets``, ``chunk_size`` positions'
+    logits at a time."""
+    h, t = hidden.reshape(-1, hidden.size(-1)), targets.reshape(-1)
+    return _LinearTokenLosses.apply(h, weight, t, chunk_size, _compute_dtype(hidden)).view_as(targets)

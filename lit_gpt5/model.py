@@ -210,6 +210,18 @@ class GPT(nn.Module):
         the vocabulary projection of all but the last position: sampling needs no more, and for a long prompt it
         is most of the work.
         """
+        x = self.features(idx, input_pos, kv_cache, padding_mask)
+        return self.lm_head(x[:, -1:] if last_only else x)
+
+    def features(
+        self,
+        idx: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final hidden states (B, T, n_embd), before the vocabulary projection: what a chunked loss projects a
+        few positions at a time (``lit_gpt5.loss.linear_cross_entropy_sum``) instead of materialising all logits."""
         B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > (kv_cache.max_len if kv_cache is not None else self.config.block_size):
@@ -230,9 +242,7 @@ class GPT(nn.Module):
                 x = block(x, attn_mask, kv, start)
         if kv_cache is not None:
             kv_cache.length += T
-        if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.transformer.ln_f(x))
+        return self.transformer.ln_f(x)
 
     @staticmethod
     def _attention_mask(

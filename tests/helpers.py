@@ -87,3 +87,34 @@ class NaNAboveLR(L.Callback):
             return output
 
         pl_module.model.lm_head.register_forward_hook(poison)
+
+
+class RecordStream(L.Callback):
+    """Writes, per rank, what each training step saw and each validation measured: JSON lines in ``directory``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def _write(self, trainer, record: dict) -> None:
+        path = os.path.join(self.directory, f"rank{trainer.global_rank}.jsonl")
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._write(trainer, {"step": trainer.global_step, "first_tokens": batch[0][:, 0].tolist()})
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._write(trainer, {"step": trainer.global_step, "val_loss": float(trainer.callback_metrics["val/loss"])})
+
+
+class SignalOnRank(SignalAt):
+    """``SignalAt`` on one rank only: a signal that reaches a single process of a multi-process run."""
+
+    def __init__(self, micro_batch: int, signum: int, rank: int) -> None:
+        super().__init__(micro_batch, signum)
+        self.rank = rank
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_rank == self.rank:
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)

@@ -128,3 +128,17 @@ def test_skip_drops_a_step_whose_gradient_is_not_finite(capsys):
 def test_stop_refuses_a_step_whose_gradient_is_not_finite():
     with pytest.raises(NonFiniteLossError, match="gradient norm nan at step 3: stopped before the update"):
         fit_with_nan_gradient("stop")
+
+
+@pytest.mark.slow
+def test_compiled_and_eager_losses_agree():
+    x, y = torch.randint(0, 50257, (2, 16)), torch.randint(0, 50257, (2, 16))
+    losses = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        module = GPTLitModule(model_name="gpt-nano", n_layer=1, compile=compile)
+        total, count = module.loss_sum(x, y)
+        (total / count).backward()
+        losses.append((total.detach(), module.model.transformer.wte.weight.grad.clone()))
+    torch.testing.assert_close(losses[1][0], losses[0][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(losses[1][1], losses[0][1], rtol=1e-3, atol=1e-5)

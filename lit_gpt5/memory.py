@@ -1,0 +1,305 @@
+"""How much GPU memory a training step needs, before you start it: ``python -m lit_gpt5.memory``.
+
+Per device, in bytes: model states (parameters, gradients, AdamW moments; ZeRO paper, Rajbhandari et al. 2020,
+section 3: 16 bytes per parameter in mixed precision, divided over ranks as far as the strategy shards them),
+activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", section 4.1,
+redone for this model's own layers and for fused SDPA attention, which never stores the T x T scores), and the loss
+over the 50,257-way vocabulary, which is often the largest single term. ``benchmarks/memory.py`` checks every figure
+against PyTorch's memory tracker following a real training step of the real model on fake tensors.
+
+    python -m lit_gpt5.memory --model gpt2-large --block_size 1024 --micro_batch_size 8 --gpu_memory 24GiB
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+
+from lit_gpt5.errors import ArgumentParser, UserError
+from lit_gpt5.model import CONFIGS, GPTConfig
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+STRATEGIES = ("ddp", "fsdp", "deepspeed_stage_2", "deepspeed_stage_3")
+GiB = 2**30
+CONFIG_NAMES = tuple(CONFIGS)
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per device of one training step (forward, loss, backward, AdamW step), and the parameter count."""
+
+    params: int  # the parameters as stored (fp32 masters in mixed precision; this device's shard when sharded)
+    grads: int  # their gradients (this device's shard when sharded)
+    optimizer: int  # AdamW's two moments (plus DeepSpeed's fp32 master copy), 0 when offloaded to the CPU
+    activations: int  # everything the forward pass keeps for the backward pass
+    logits: int  # the loss's own peak: logits, their float32 softmax and its gradient (or chunks of them)
+    peak: int  # the most memory the step holds at one time
+    n_params: int
+    other: int = 0  # compute-dtype weight copies (autocast's cache, FSDP's gathered units) and communication buffers
+
+    def table(self, gpu_memory: int | None = None) -> str:
+        rows = [(k, getattr(self, k)) for k in ("params", "grads", "optimizer", "activations", "logits", "other")]
+        lines = [f"{'term':<13}{'GiB':>10}"] + [f"{name:<13}{value / GiB:>10.2f}" for name, value in rows]
+        lines.append(f"{'peak':<13}{self.peak / GiB:>10.2f}   ({self.n_params / 1e6:,.0f}M parameters)")
+        if gpu_memory is not None:
+            verdict = "fits" if self.peak <= gpu_memory else "does NOT fit"
+            lines.append(f"{verdict} in {gpu_memory / GiB:.1f} GiB per device")
+        return "\n".join(lines)
+
+
+def n_params(config: GPTConfig) -> int:
+    """Parameters of ``GPT(config)``, the tied embedding counted once (as ``GPT.num_params()``)."""
+    c, bias = config.n_embd, int(config.bias)
+    block = 12 * c * c + bias * 9 * c + (2 + 2 * bias) * c  # q,k,v,proj + fc, proj (+ biases), two LayerNorms
+    return config.vocab_size * c + config.block_size * c + config.n_layer * block + (1 + bias) * c
+
+
+def _config(model: str | GPTConfig) -> GPTConfig:
+    return GPTConfig.from_name(model) if isinstance(model, str) else model
+
+
+def estimate(
+    model: str | GPTConfig,
+    block_size: int,
+    micro_batch_size: int,
+    precision: str = "bf16-mixed",
+    activation_checkpointing: bool = False,
+    strategy: str = "ddp",
+    devices: int = 1,
+    cpu_offload: bool = False,
+    loss_chunk_size: int = 0,
+) -> MemoryEstimate:
+    """The memory of one training step of ``model`` (a ``GPTConfig.from_name`` name or a ``GPTConfig``) on each
+    device: ``micro_batch_size`` sequences of ``block_size`` tokens per forward, AdamW, ``precision`` as Lightning
+    names it, ``strategy`` over ``devices`` GPUs. ``loss_chunk_size=0`` is the full-logits loss."""
+    cfg = _config(model)
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if strategy not in STRATEGIES:
+        raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    for name, value in (("block_size", block_size), ("micro_batch_size", micro_batch_size), ("devices", devices)):
+        if not isinstance(value, int) or value <= 0:
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
+    if block_size > cfg.block_size:
+        raise UserError(f"block_size {block_size} is longer than the model's {cfg.block_size} positions")
+    if loss_chunk_size < 0:
+        raise UserError(f"loss_chunk_size must be >= 0, got {loss_chunk_size}")
+
+    n = n_params(cfg)
+    t, c, v, layers = micro_batch_size * block_size, cfg.n_embd, cfg.vocab_size, cfg.n_layer
+    block_weights = 12 * c * c  # the Linear weights of one block
+    mixed = precision in ("bf16-mixed", "16-mixed")
+    sharded_params = strategy in ("fsdp", "deepspeed_stage_3")
+    deepspeed = strategy.startswith("deepspeed")
+    # Bytes per element: parameters as stored, activations as computed, and the residual stream. Under AMP
+    # autocast the residual stream stays float32 (LayerNorm runs in float32); FSDP and DeepSpeed run the model in
+    # the 16-bit dtype itself (parameters gathered or kept in bf16, no autocast), so it is 16-bit there.
+    stored = 2 if precision == "bf16-true" else 4
+    compute = 4 if precision == "32-true" else 2
+    residual = 4 if precision == "32-true" or (mixed and not sharded_params and not deepspeed) else 2
+
+    # --- Model states (ZeRO paper, section 3) -----------------------------------------------------------------
+    if deepspeed and mixed:
+        # DeepSpeed keeps the model in 16 bits and an fp32 master copy inside the optimizer: 2 + 2 + 12 bytes.
+        params, grads, optimizer = 2 * n, 2 * n, 12 * n
+    else:
+        # AMP keeps fp32 parameters, gradients and moments: 4 + 4 + 8 bytes (the same 16 as ZeRO's count);
+        # bf16-true stores everything in bf16: 2 + 2 + 4; 32-true: 4 + 4 + 8.
+        params, grads, optimizer = stored * n, stored * n, 2 * stored * n
+    if strategy != "ddp":  # ZeRO-2 and up shard gradients and optimizer states; ZeRO-3 / FSDP parameters too
+        grads, optimizer = -(-grads // devices), -(-optimizer // devices)
+        params = -(-params // devices) if sharded_params else params
+    if cpu_offload:
+        optimizer = 0
+        if sharded_params:
+            params = grads = 0  # FSDP CPUOffload / ZeRO-3 offload_param keep the shards in host memory
+
+    # --- Activations (Korthikanti et al. 2022, section 4.1), bytes per token of one block ----------------------
+    # Their 34sbh + 5as^2b counts 16-bit LayerNorm inputs, unfused attention scores (the as^2b terms) and dropout
+    # masks. What our Block saves for backward, with fused SDPA (flash / memory-efficient / CPU flash kernels):
+    #   ln_1 input and ln_2 input (the residual stream)                        2 x residual
+    #   c_attn input, q|k|v (one 3h tensor), SDPA output, c_proj input         (1 + 3 + 1 + 1) x compute
+    #   c_fc input, c_fc output = GELU input (4h), GELU output (4h)            (1 + 4 + 4) x compute
+    #   SDPA's log-sum-exp: one float32 per head and token                    4 x n_head / h
+    # = 38 bytes per token and channel under AMP (34 in 16 bits, their figure without dropout and s^2 terms).
+    per_token = c * (2 * residual + 15 * compute) + 4 * cfg.n_head + (2 * c if cfg.dropout > 0 else 0)
+    # With activation checkpointing each block keeps only its input.
+    saved = t * layers * (c * residual if activation_checkpointing else per_token)
+    saved += t * c * residual  # ln_f's input: the last residual stream
+    # Recomputing one block (with checkpointing), and the gradients flowing through a block in backward (the
+    # residual stream's, and the 4h-wide ones of the MLP): measured ~24 bytes per token and channel.
+    backward_work = t * (per_token if activation_checkpointing else 0) + 24 * t * c
+
+    # --- The loss over the vocabulary -------------------------------------------------------------------------
+    hidden = 4 if residual == 4 else compute  # ln_f's output dtype
+    if loss_chunk_size == 0:
+        # logits, their float32 copy, the float32 log-softmax saved for backward; in backward two float32 gradients
+        # of (B x T x V) exist next to the saved log-softmax: 12 bytes per logit at the start of the backward pass.
+        logits = 12 * t * v
+        logits_kept = 4 * t * v
+    else:
+        # d(loss)/dW (float32) and d(loss)/dh, computed in the forward pass and held for backward; while a chunk is
+        # processed, the output matrix in the compute dtype, and the chunk's logits, their float32 copy (log_softmax
+        # casts its input first), the float32 log-softmax (turned into the softmax in place) and the gradient.
+        chunk = min(loss_chunk_size, t)
+        logits_kept = 4 * v * c + hidden * t * c
+        weight_copy = compute * v * c if residual == 4 and compute == 2 else 0  # fp32 weights cast for the matmul
+        logits = logits_kept + weight_copy + chunk * v * (2 * compute + 8)
+
+    # --- Other ----------------------------------------------------------------------------------------------------
+    other = 0
+    if mixed and not sharded_params and not deepspeed:
+        # autocast casts each Linear weight to 16 bits once per forward and keeps the copy for backward (the full
+        # loss the output matrix too).
+        other = 2 * (layers * block_weights + (v * c if loss_chunk_size == 0 else 0))
+    if sharded_params:
+        # the gathered 16-bit parameters of the block in flight and of the root (embeddings, kept unsharded)
+        other = compute * (block_weights + (v + cfg.block_size) * c)
+    if strategy == "ddp" and devices > 1:
+        other += grads  # DDP's gradient buckets: a second copy of the gradients (not measured here)
+
+    # --- The peak: the largest of three moments -------------------------------------------------------------------
+    # (a) the start of the loss's backward pass: all saved activations and the loss's own peak;
+    # (b) the first block's backward: its recomputation (with checkpointing) and the gradients flowing through it;
+    # (c) the end of backward: all gradients, plus the tied embedding's two dense (vocabulary x h) gradients (from
+    #     the output projection and from the embedding lookup) being summed. The optimizer step adds nothing to
+    #     (c): fused AdamW updates in place.
+    grad_bytes = 2 if (deepspeed and mixed) or precision == "bf16-true" else 4
+    at_loss = params + optimizer + saved + logits + other
+    in_backward = params + optimizer + saved + logits_kept + backward_work + other
+    at_end = params + optimizer + grads + 2 * grad_bytes * v * c + (other if strategy == "ddp" and devices > 1 else 0)
+    peak = max(at_loss, in_backward, at_end)
+    return MemoryEstimate(params, grads, optimizer, saved, logits, peak, n, other)
+
+
+def parse_size(text: str) -> int:
+    """'24GiB', '24G' (GiB), '80GB' (10^9 bytes), '512MiB', or a plain number of bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(?:([KMGT])(i?B|B)?)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise UserError(f"--gpu_memory {text!r} is not a size; write e.g. 24GiB, 80GB or 16G")
+    power = "KMGT".index(m.group(2).upper()) + 1 if m.group(2) else 0
+    base = 1000 if (m.group(3) or "").upper() == "B" else 1024
+    return int(float(m.group(1)) * base**power)
+
+
+def suggestions(args: dict, gpu_memory: int) -> list[str]:
+    """The cheapest changes, one at a time, that make the step fit; each with its own estimate."""
+    found = []
+
+    def tryit(label: str, **change) -> bool:
+        est = estimate(**{**args, **change})
+        if est.peak <= gpu_memory:
+            found.append(f"{label}: {est.peak / GiB:.1f} GiB")
+            return True
+        return False
+
+    if not args["loss_chunk_size"]:
+        tryit("chunked loss (--model.loss_chunk_size 512)", loss_chunk_size=512)
+    if not args["activation_checkpointing"]:
+        tryit("activation checkpointing (--model.activation_checkpointing true)", activation_checkpointing=True)
+    mb = args["micro_batch_size"]
+    while mb > 1:
+        mb //= 2
+        accumulate = args["micro_batch_size"] // mb
+        if tryit(f"micro-batch {mb} with {accumulate}x more accumulation", micro_batch_size=mb):
+            break
+    for devices in (2, 4, 8, 16, 32, 64):
+        if devices > args["devices"] and tryit(f"FSDP over {devices} GPUs", strategy="fsdp", devices=devices):
+            break
+    if not args["cpu_offload"]:
+        tryit(
+            "optimizer offloaded to the CPU (DeepSpeed ZeRO-2 offload)", strategy="deepspeed_stage_2", cpu_offload=True
+        )
+    together = dict(loss_chunk_size=args["loss_chunk_size"] or 512, activation_checkpointing=True, micro_batch_size=1)
+    if not found:
+        tryit("all of: chunked loss, activation checkpointing, micro-batch 1", **together)
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(prog="python -m lit_gpt5.memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gpt2", help="a model name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, ...)")
+    parser.add_argument("--block_size", type=int, default=1024, help="training sequence length T")
+    parser.add_argument("--micro_batch_size", type=int, default=8, help="sequences per device per forward")
+    parser.add_argument("--precision", default="bf16-mixed", choices=PRECISIONS)
+    parser.add_argument("--activation_checkpointing", action="store_true")
+    parser.add_argument("--strategy", default="ddp", choices=STRATEGIES)
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--cpu_offload", action="store_true")
+    parser.add_argument("--loss_chunk_size", type=int, default=0, help="0: the full-logits loss")
+    parser.add_argument("--gpu_memory", type=parse_size, default=None, help="e.g. 24GiB: say whether it fits")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = vars(parser.parse_args(argv))
+    gpu_memory, as_json = args.pop("gpu_memory"), args.pop("json")
+    args["model"] = args["model"]
+    est = estimate(**args)
+    fits = None if gpu_memory is None else est.peak <= gpu_memory
+    advice = suggestions(args, gpu_memory) if fits is False else []
+    if as_json:
+        print(json.dumps({**asdict(est), "settings": args, "gpu_memory": gpu_memory, "fits": fits, "advice": advice}))
+        return
+    print(
+        f"{args['model']}, T={args['block_size']}, micro-batch {args['micro_batch_size']}, {args['precision']}, "
+        f"{args['strategy']} x{args['devices']}"
+        + (", activation checkpointing" if args["activation_checkpointing"] else "")
+        + (f", loss chunks of {args['loss_chunk_size']}" if args["loss_chunk_size"] else "")
+        + (", CPU offload" if args["cpu_offload"] else "")
+    )
+    print(est.table(gpu_memory))
+    if advice:
+        print("what makes it fit (each alone):")
+        print("\n".join(f"  - {line}" for line in advice))
+    elif fits is False:
+        print("nothing tried alone or together fits; use more GPUs (--strategy fsdp --devices N)")
+
+
+if __name__ == "__main__":
+    from lit_gpt5.errors import run_main
+
+    run_main(main)
+
+
+def run_settings(trainer, module) -> dict | None:
+    """The ``estimate`` arguments of a Lightning run (None when the data module does not say its batch shape)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    block_size, batch_size = getattr(datamodule, "block_size", None), getattr(datamodule, "batch_size", None)
+    if not block_size or not batch_size:
+        return None
+    strategy, cpu_offload = "ddp", False
+    name = type(trainer.strategy).__name__
+    if "FSDP" in name:
+        strategy = "fsdp"
+        cpu_offload = bool(getattr(getattr(trainer.strategy, "cpu_offload", None), "offload_params", False))
+    elif "DeepSpeed" in name:
+        zero = (getattr(trainer.strategy, "config", None) or {}).get("zero_optimization", {})
+        strategy = "deepspeed_stage_3" if zero.get("stage") == 3 else "deepspeed_stage_2"
+        cpu_offload = bool(zero.get("offload_optimizer"))
+    precision = str(trainer.precision)
+    return dict(
+        model=module.config,
+        block_size=min(block_size, module.config.block_size),
+        micro_batch_size=batch_size,
+        precision=precision if precision in PRECISIONS else "32-true",
+        activation_checkpointing=module.model.gradient_checkpointing,
+        strategy=strategy,
+        devices=trainer.world_size,
+        cpu_offload=cpu_offload,
+        loss_chunk_size=getattr(module.hparams, "loss_chunk_size", 0),
+    )
+
+
+def describe_run(trainer, module) -> str | None:
+    """One line for the start of ``fit``: the estimated memory of this run's training step per device."""
+    settings = run_settings(trainer, module)
+    if settings is None:
+        return None
+    est = estimate(**settings)
+    parts = ", ".join(
+        f"{k} {getattr(est, k) / GiB:.2f}" for k in ("params", "grads", "optimizer", "activations", "logits")
+    )
+    return (
+        f"lit_gpt5: estimated memory per device: peak {est.peak / GiB:.2f} GiB ({parts}, other {est.other / GiB:.2f} "
+        f"GiB; {settings['strategy']} x{settings['devices']}, micro-batch {settings['micro_batch_size']} x "
+        f"{settings['block_size']} tokens, {settings['precision']}); python -m lit_gpt5.memory --help for what-ifs"
+    )

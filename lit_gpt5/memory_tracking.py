@@ -1,0 +1,112 @@
+"""Measuring a training step's memory without a GPU: PyTorch's memory tracker on fake tensors.
+
+``torch.distributed._tools.mem_tracker.MemTracker`` follows every tensor a real training step of the real model
+allocates and frees, while ``FakeTensorMode`` makes those tensors shapes only: a GPT-2 XL step is "measured" in
+seconds on a laptop. ``FSDPMemTracker`` does the same for one rank of an FSDP2 (``fully_shard``) run, with a fake
+process group standing in for the other ranks. Allocations are rounded to 512 bytes, as CUDA's caching allocator does.
+
+The step measured: ``GPT`` built from the config (dropout 0), fused AdamW, forward under ``torch.autocast(bfloat16)``
+for ``bf16-mixed`` (for FSDP: ``MixedPrecisionPolicy(param_dtype=bfloat16)``, as FSDP runs), the loss as
+``GPTLitModule`` computes it, backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``. Its optimizer state
+exists already, as in every step after the first: it is allocated first by a step on zero gradients, which leaves
+behind exactly what a first real step would (the moments), and takes a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lit_gpt5.loss import cross_entropy_sum, linear_cross_entropy_sum
+from lit_gpt5.model import GPT, GPTConfig
+
+
+class _GPTWithLoss(torch.nn.Module):
+    """The model and its loss in one forward, as a LightningModule's training step runs inside the root FSDP unit."""
+
+    def __init__(self, gpt: GPT, loss_chunk_size: int) -> None:
+        super().__init__()
+        self.gpt, self.loss_chunk_size = gpt, loss_chunk_size
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_chunk_size:
+            total, count = linear_cross_entropy_sum(
+                self.gpt.features(x), self.gpt.lm_head.weight, y, self.loss_chunk_size
+            )
+        else:
+            total, count = cross_entropy_sum(self.gpt(x), y)
+        return total / count
+
+
+def tracked_peak(
+    model: str | GPTConfig,
+    block_size: int,
+    micro_batch_size: int,
+    precision: str = "bf16-mixed",
+    activation_checkpointing: bool = False,
+    loss_chunk_size: int = 0,
+    fsdp_ranks: int = 0,
+) -> int:
+    """Peak bytes of one training step, tracked on fake tensors; ``fsdp_ranks`` > 0: on one of that many FSDP ranks."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    if precision not in ("bf16-mixed", "32-true"):
+        raise ValueError(f"tracked precisions are bf16-mixed and 32-true, got {precision}")
+    cfg = GPTConfig.from_name(model) if isinstance(model, str) else model
+    cfg = GPTConfig(**{**cfg.__dict__, "dropout": 0.0})
+    mesh = _fake_mesh(fsdp_ranks) if fsdp_ranks else None
+    with FakeTensorMode():
+        gpt = GPT(cfg)
+        gpt.gradient_checkpointing = activation_checkpointing
+        step_model = _GPTWithLoss(gpt, loss_chunk_size)
+        autocast = precision == "bf16-mixed"
+        if mesh is not None:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if autocast else None, reduce_dtype=torch.float32)
+            for block in gpt.transformer.h:
+                fully_shard(block, mesh=mesh, mp_policy=policy)
+            fully_shard(step_model, mesh=mesh, mp_policy=policy)
+            autocast = False  # FSDP's mixed precision casts the gathered parameters itself
+        optimizer = torch.optim.AdamW(step_model.parameters(), lr=1e-4, fused=True)
+        for p in step_model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()  # allocates the moments, as a first step would
+        optimizer.zero_grad(set_to_none=True)
+        x = torch.randint(0, cfg.vocab_size, (micro_batch_size, block_size))
+        y = torch.randint(0, cfg.vocab_size, (micro_batch_size, block_size))
+        tracker = _tracker(step_model, optimizer, (x, y), mesh is not None)
+        with tracker:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = step_model(x, y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        (snapshot,) = tracker.get_tracker_snapshot("peak").values()
+    return int(snapshot["Total"])
+
+
+def _tracker(model, optimizer, inputs, fsdp: bool):
+    if fsdp:
+        from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+        tracker = FSDPMemTracker(model, optimizer)
+        tracker.track_inputs(inputs)
+        return tracker
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    tracker = MemTracker()
+    tracker.track_external(model, optimizer, *inputs)
+    return tracker
+
+
+def _fake_mesh(ranks: int):
+    """A device mesh of ``ranks`` CPU ranks over PyTorch's fake process group (collectives do nothing)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized() and dist.get_world_size() != ranks:
+        dist.destroy_process_group()
+    if not dist.is_initialized():
+        dist.init_process_group("fake", rank=0, world_size=ranks, store=FakeStore())
+    return init_device_mesh("cpu", (ranks,))
