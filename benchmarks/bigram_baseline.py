@@ -10,33 +10,13 @@ both estimated on the training split; lam is chosen on the held-out split (so th
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 
 import torch
-from lit_gpt5.gutenberg import load_book
 
 from lit_gpt5.data import split_tokens
-from lit_gpt5.tokenizer import VOCAB_SIZE, get_tokenizer
-
-
-def bigram_loss(train: list[torch.Tensor], held_out: list[torch.Tensor], lam: float) -> float:
-    unigram = torch.ones(VOCAB_SIZE, dtype=torch.float64)
-    pairs: Counter = Counter()
-    firsts: Counter = Counter()
-    for seg in train:
-        ids = seg.tolist()
-        unigram += torch.bincount(seg.long(), minlength=VOCAB_SIZE).double()
-        pairs.update(zip(ids[:-1], ids[1:], strict=True))
-        firsts.update(ids[:-1])
-    unigram /= unigram.sum()
-    total, n = 0.0, 0
-    for seg in held_out:
-        ids = seg.tolist()
-        for a, b in zip(ids[:-1], ids[1:], strict=True):
-            p_bigram = pairs[(a, b)] / firsts[a] if firsts[a] else 0.0
-            total -= torch.log(lam * torch.tensor(p_bigram) + (1 - lam) * unigram[b]).item()
-            n += 1
-    return total / n
+from lit_gpt5.data.gutenberg import load_book
+from lit_gpt5.experiments import bigram_loss
+from lit_gpt5.tokenizer import get_tokenizer
 
 
 def main() -> None:

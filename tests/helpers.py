@@ -36,7 +36,7 @@ class NaNAt(L.Callback):
                 return output * float("nan")  # keeps the graph: the backward runs, as in a real blow-up
             return output
 
-        pl_module.model.lm_head.register_forward_hook(poison)
+        pl_module.model.transformer.ln_f.register_forward_hook(poison)
 
 
 def write_jsonl(path, records) -> str:
@@ -86,7 +86,7 @@ class NaNAboveLR(L.Callback):
                 return output * float("nan")
             return output
 
-        pl_module.model.lm_head.register_forward_hook(poison)
+        pl_module.model.transformer.ln_f.register_forward_hook(poison)
 
 
 class RecordStream(L.Callback):

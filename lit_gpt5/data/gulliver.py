@@ -137,10 +137,12 @@ class GulliverInstructDataModule(SFTDataModule):
         val_batch_size: int | None = None,
         template: str = "plain",
         bucket_by_length: bool = True,
+        mask_prompt: bool = True,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__(
+            mask_prompt=mask_prompt,
             val_fraction=val_fraction,
             max_length=max_length,
             batch_size=batch_size,

@@ -143,13 +143,17 @@ class SFTDataset(Dataset):
             response and ``<|endoftext|>`` alone do not fit is the response cut (from its end). An example with no
             supervised token left is dropped and counted in ``stats.dropped``.
         template: a name in ``lit_gpt5.prompts.TEMPLATES`` or a format string with ``{instruction}`` (and ``{input}``).
+        mask_prompt: labels -100 on the prompt (the default, and the point); False supervises the prompt too, for
+            comparing the two.
     """
 
-    def __init__(self, records: Sequence[dict], tokenizer, max_length: int, template: str = "alpaca") -> None:
+    def __init__(
+        self, records: Sequence[dict], tokenizer, max_length: int, template: str = "alpaca", mask_prompt: bool = True
+    ) -> None:
         if not isinstance(max_length, int) or max_length < 2:
             raise UserError(f"max_length must be at least 2 tokens, got {max_length!r}")
         check_template(template)
-        self.max_length, self.template = max_length, template
+        self.max_length, self.template, self.mask_prompt = max_length, template, mask_prompt
         self.eot = tokenizer.eot_token
         self.stats = SFTStats()
         self.examples: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -169,7 +173,10 @@ class SFTDataset(Dataset):
         if len(response_ids) - (0 if prompt_ids else 1) <= 0:
             self.stats.dropped += 1
             return
-        self.examples.append(example(prompt_ids, response_ids))
+        ids, labels = example(prompt_ids, response_ids)
+        if not self.mask_prompt:
+            labels = ids.clone()
+        self.examples.append((ids, labels))
         self.stats.prompt_lengths.append(len(prompt_ids))
         self.stats.response_lengths.append(len(response_ids))
 
@@ -191,6 +198,8 @@ class SFTDataModule(L.LightningDataModule):
         batch_size: examples per micro-batch (per device).
         template: prompt template name (see ``lit_gpt5.prompts.TEMPLATES``) or a format string.
         bucket_by_length: batch examples of similar length together, which wastes far less compute on padding.
+        mask_prompt: loss on the response only (the default); False trains on the prompt tokens too (the held-out
+            loss stays on responses only, so the two compare).
         seed: seed of the shuffling and of the held-out choice.
     """
 
@@ -204,6 +213,7 @@ class SFTDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         template: str = "alpaca",
         bucket_by_length: bool = True,
+        mask_prompt: bool = True,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -236,8 +246,10 @@ class SFTDataModule(L.LightningDataModule):
         train, val = split_by_hash(records, self.hparams.val_fraction, self.hparams.seed, key=lambda r: r)
         return as_dicts(train), as_dicts(val)
 
-    def build_dataset(self, records: list[dict], tokenizer) -> Dataset:
-        return SFTDataset(records, tokenizer, self.max_length, self.template)
+    def build_dataset(self, records: list[dict], tokenizer, train: bool) -> Dataset:
+        # Held-out loss is on responses only in every case, so runs with and without prompt masking compare.
+        mask = self.hparams.mask_prompt or not train
+        return SFTDataset(records, tokenizer, self.max_length, self.template, mask)
 
     def prepare_data(self) -> None:
         # Every record validated and tokenized before the run starts, so an unusable set stops it before Lightning
@@ -249,7 +261,7 @@ class SFTDataModule(L.LightningDataModule):
 
         train, val = self.load_records()
         tokenizer = get_tokenizer()
-        train_set, val_set = self.build_dataset(train, tokenizer), self.build_dataset(val, tokenizer)
+        train_set, val_set = self.build_dataset(train, tokenizer, True), self.build_dataset(val, tokenizer, False)
         for name, ds, n in (("training", train_set, len(train)), ("validation", val_set, len(val))):
             if len(ds) == 0:
                 raise UserError(
