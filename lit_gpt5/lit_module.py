@@ -75,6 +75,8 @@ class GPTLitModule(L.LightningModule):
             step and the checkpoint to resume from. ``skip``: that optimizer step makes no update; training goes on.
     """
 
+    unit_name = "supervised_tokens"  # what the loss of a step is the mean over (logged as train/<unit_name>)
+
     def __init__(
         self,
         model_name: str = "model5",
@@ -230,7 +232,7 @@ class GPTLitModule(L.LightningModule):
             self.log("train/loss", step.loss, prog_bar=True)
             self.log("train/grad_norm", step.grad_norm)  # before clipping: the Trainer clips after this hook
         self.tokens_seen += int(step.tokens)
-        self.log("train/supervised_tokens", step.units)
+        self.log(f"train/{self.unit_name}", step.units)
         self.log("train/tokens", float(self.tokens_seen))
         self.log("lr", optimizer.param_groups[0]["lr"])
 

@@ -76,7 +76,10 @@ def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: b
     if changed and report and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
         print(f"lit_gpt5: resuming {Path(ckpt_path).name} with changed settings: {', '.join(changed)}")
     if init_from:
-        # The checkpoint records the architecture it holds; init_from's file may be gone, and is not needed.
+        # The checkpoint records the architecture it holds; init_from's file may be gone, and is not needed, except
+        # by DPO, whose frozen reference is the model it started from.
+        if "reference" in args and not args.get("reference"):
+            args.reference = init_from
         args.init_from = None
         args.model_name = "gpt2"
         args.n_positions, args.n_layer, args.n_head = config.block_size, config.n_layer, config.n_head

@@ -2,6 +2,7 @@
 
     python -m lit_gpt5.sft show --train_path data.jsonl      # what the loss sees, supervised tokens marked
     python -m lit_gpt5.sft gulliver --out gulliver/          # the built-in instruction set, as JSONL
+    python -m lit_gpt5.sft preferences --out pairs/          # the built-in preference pairs (DPO), as JSONL
 
 The data itself lives in ``lit_gpt5.data.instructions`` (records, ``SFTDataset``, ``SFTDataModule``) and
 ``lit_gpt5.data.gulliver`` (the built-in set); its names are re-exported here.
@@ -116,17 +117,24 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--text_path", help="a local copy of book 829 (default: download/cache it)")
     export.add_argument("--out", required=True, help="directory for train.jsonl and val.jsonl")
     export.add_argument("--val_fraction", type=fraction, default=0.1)
+    prefs = sub.add_parser("preferences", help="write the built-in preference pairs (for DPO) as JSONL files")
+    prefs.add_argument("--text_path", help="a local copy of book 829 (default: download/cache it)")
+    prefs.add_argument("--out", required=True, help="directory for train.jsonl and val.jsonl")
+    prefs.add_argument("--val_fraction", type=fraction, default=0.1)
     args = parser.parse_args(argv)
     if args.command == "show":
         _show(args, get_tokenizer())
         return
+    from lit_gpt5.data.gulliver import GulliverPreferenceDataModule
     from lit_gpt5.data.records import write_jsonl
 
     out = output_dir(args.out)
-    train, val = GulliverInstructDataModule(text_path=args.text_path, val_fraction=args.val_fraction).load_records()
+    kind = GulliverInstructDataModule if args.command == "gulliver" else GulliverPreferenceDataModule
+    train, val = kind(text_path=args.text_path, val_fraction=args.val_fraction).load_records()
     for name, split in (("train", train), ("val", val)):
         write_jsonl(out / f"{name}.jsonl", split)
-    print(f"wrote {len(train)} training and {len(val)} held-out records to {out}")
+    what = "records" if args.command == "gulliver" else "preference pairs"
+    print(f"wrote {len(train)} training and {len(val)} held-out {what} to {out}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The built-in instruction set, derived deterministically from the text of Gulliver's Travels (Gutenberg #829).
+"""The built-in instruction and preference sets, derived deterministically from Gulliver's Travels (Gutenberg #829).
 
 Nothing is downloaded beyond the book itself, so instruction tuning works offline once the book is cached:
 
@@ -9,10 +9,12 @@ Nothing is downloaded beyond the book itself, so instruction tuning works offlin
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from lit_gpt5.data.books import BookSource
 from lit_gpt5.data.instructions import SFTDataModule, as_dicts, normalize_record
+from lit_gpt5.data.preferences import PreferenceDataModule, as_pair_dicts, held_out_key, normalize_pair
 from lit_gpt5.data.records import split_by_hash, write_jsonl
 from lit_gpt5.errors import UserError
 
@@ -166,6 +168,75 @@ class GulliverInstructDataModule(SFTDataModule):
         records = [normalize_record(r, "gulliver") for r in gulliver_instructions(book_text)]
         train, val = split_by_hash(records, self.hparams.val_fraction, self.hparams.seed, key=lambda r: r)
         return as_dicts(train), as_dicts(val)
+
+    def load_records(self) -> tuple[list[dict], list[dict]]:
+        return self.split(self.source.load().text)
+
+
+# --- The preference set --------------------------------------------------------------------------------------------
+
+
+def _pick(key: str, options: list[str]) -> str:
+    """One of ``options``, chosen by the hash of ``key``: deterministic, and spread evenly over the options."""
+    return options[int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % len(options)]
+
+
+def gulliver_preferences(book_text: str) -> list[dict]:
+    """Preference pairs derived, deterministically, from the instruction set (``gulliver_instructions``): each
+    instruction with its right answer as ``chosen`` and a plausible wrong one as ``rejected``.
+
+    * voyage questions: rejected = the title of another part;
+    * chapter synopses: rejected = the synopsis of a different chapter;
+    * continuations: rejected = the true next sentence of a different passage.
+    """
+    records = gulliver_instructions(book_text)
+    by_kind: dict[str, list[str]] = {}
+    for r in records:
+        by_kind.setdefault(r["instruction"].split()[0], []).append(r["output"])
+    pairs = []
+    for r in records:
+        kind = r["instruction"].split()[0]
+        others = sorted({answer for answer in by_kind[kind] if answer != r["output"]})
+        rejected = _pick(r["instruction"] + r.get("input", ""), others)
+        pairs.append({**{k: v for k, v in r.items() if k != "output"}, "chosen": r["output"], "rejected": rejected})
+    return pairs
+
+
+class GulliverPreferenceDataModule(PreferenceDataModule):
+    """The preference set derived from Gulliver's Travels (``gulliver_preferences``), held out by hash, from the same
+    book source as pretraining and instruction tuning. The other arguments are ``PreferenceDataModule``'s."""
+
+    def __init__(
+        self,
+        book_id: int = 829,
+        url: str | None = None,
+        text_path: str | None = None,
+        cache_dir: str | None = None,
+        val_fraction: float = 0.1,
+        max_length: int = 256,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        template: str = "plain",
+        bucket_by_length: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            val_fraction=val_fraction,
+            max_length=max_length,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            template=template,
+            bucket_by_length=bucket_by_length,
+            num_workers=num_workers,
+            seed=seed,
+        )
+        self.source = BookSource(book_id, url, text_path, cache_dir)
+
+    def split(self, book_text: str) -> tuple[list[dict], list[dict]]:
+        pairs = [normalize_pair(r, "gulliver") for r in gulliver_preferences(book_text)]
+        train, val = split_by_hash(pairs, self.hparams.val_fraction, self.hparams.seed, key=held_out_key)
+        return as_pair_dicts(train), as_pair_dicts(val)
 
     def load_records(self) -> tuple[list[dict], list[dict]]:
         return self.split(self.source.load().text)

@@ -22,3 +22,29 @@ def test_gulliver_instruction_set(book_text, isolated_cache, book_path):
     train = (cache / "instructions-train.jsonl").read_text().splitlines()
     val = (cache / "instructions-val.jsonl").read_text().splitlines()
     assert len(val) == round(len(records) * 0.1) and len(train) + len(val) == len(records)
+
+
+def test_gulliver_preference_pairs(book_text, book_path, tmp_path):
+    import json
+
+    from lit_gpt5.data.gulliver import GulliverPreferenceDataModule, gulliver_preferences
+    from lit_gpt5.sft import main
+
+    text = clean_gutenberg(book_text)
+    pairs = gulliver_preferences(text)
+    assert pairs == gulliver_preferences(text)  # deterministic
+    assert [(p["instruction"], p.get("input", ""), p["chosen"]) for p in pairs] == [
+        (r["instruction"], r.get("input", ""), r["output"]) for r in gulliver_instructions(text)
+    ]
+    assert all(p["rejected"] != p["chosen"] for p in pairs)
+    voyages = [p for p in pairs if p["instruction"].startswith("Which voyage")]
+    assert {p["rejected"] for p in voyages} <= {p["chosen"] for p in voyages}  # another part's title
+    summaries = [p for p in pairs if p["instruction"].startswith("Summarise")]
+    assert {p["rejected"] for p in summaries} <= {p["chosen"] for p in summaries}  # another chapter's synopsis
+    # Held out where the instruction set holds out: DPO never trains on a question SFT is evaluated on.
+    sft_val = GulliverInstructDataModule(text_path=str(book_path)).load_records()[1]
+    dpo_val = GulliverPreferenceDataModule(text_path=str(book_path)).load_records()[1]
+    assert {(r["instruction"], r["input"]) for r in sft_val} == {(r["instruction"], r["input"]) for r in dpo_val}
+    main(["preferences", "--text_path", str(book_path), "--out", str(tmp_path / "pairs")])
+    lines = (tmp_path / "pairs" / "val.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(dpo_val) and set(json.loads(lines[0])) == {"instruction", "input", "chosen", "rejected"}

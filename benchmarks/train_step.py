@@ -1,0 +1,86 @@
+"""Training step time: our GPT (GPTLitModule's loss) against ``transformers.GPT2LMHeadModel``, same config, weights
+and batch, alternated in one process so that both see the same machine.
+
+    python benchmarks/train_step.py                     # GPT-2 small, 4 x 256 tokens, CPU, bf16 autocast
+    python benchmarks/train_step.py --precision 32 --model gpt-micro --batch_size 8
+
+A step is forward, loss, backward and an AdamW step; ours uses the chunked loss (the default), transformers its own
+``labels=`` loss. Prints the median step time of each (over --rounds alternations, after a warm-up) and the ratio,
+and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    import transformers
+
+    from lit_gpt5.cli import keep_freed_memory
+    from lit_gpt5.convert import config_to_hf
+    from lit_gpt5.lit_module import GPTLitModule
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gpt2")
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--block_size", type=int, default=256)
+    parser.add_argument("--precision", choices=["bf16", "32"], default="bf16")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json_out", default="train_step.json")
+    args = parser.parse_args()
+    keep_freed_memory()  # as the CLI does
+    torch.manual_seed(0)
+    ours = GPTLitModule(model_name=args.model, dropout=0.0).to(args.device)
+    hf_config = transformers.GPT2Config(**{k: v for k, v in config_to_hf(ours.config).items() if k != "torch_dtype"})
+    hf_config._attn_implementation = "sdpa"
+    theirs = transformers.GPT2LMHeadModel(hf_config).to(args.device)
+    state = {k: v for k, v in ours.model.state_dict().items() if k != "lm_head.weight"}
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    theirs.load_state_dict({k: v.t() if k.endswith(conv1d) else v for k, v in state.items()}, strict=False)
+    tokens = torch.randint(0, 50257, (args.batch_size, args.block_size + 1), device=args.device)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    def ours_step(optimizer=torch.optim.AdamW(ours.parameters(), lr=1e-4)):
+        with autocast:
+            total, count = ours.loss_sum(x, y)
+        (total / count).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def theirs_step(optimizer=torch.optim.AdamW(theirs.parameters(), lr=1e-4)):
+        with autocast:
+            loss = theirs(input_ids=x, labels=x).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    times = {"lit_gpt5": [], "transformers": []}
+    for round_ in range(args.rounds + 1):
+        for name, step in (("lit_gpt5", ours_step), ("transformers", theirs_step)):
+            start = time.perf_counter()
+            step()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            if round_:  # the first round warms up both
+                times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    ratio = medians["lit_gpt5"] / medians["transformers"]
+    print(f"{args.model}, {args.batch_size} x {args.block_size} tokens, {args.precision}, {args.device}, "
+          f"transformers {transformers.__version__}")  # fmt: skip
+    for name, seconds in medians.items():
+        print(f"  {name:<13} {seconds:.3f} s per step  ({args.batch_size * args.block_size / seconds:,.0f} tokens/s)")
+    print(f"  ratio (ours / transformers): {ratio:.2f}")
+    with open(args.json_out, "w") as f:
+        json.dump({"settings": vars(args), "seconds": times, "median": medians, "ratio": ratio}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

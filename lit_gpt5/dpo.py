@@ -1,0 +1,271 @@
+"""Direct Preference Optimization: after instruction tuning, learn from pairs (chosen, rejected) of responses.
+
+RLHF maximises E[r(x, y)] - beta * KL(pi_theta || pi_ref): a reward model, then PPO, with the KL term keeping the
+policy near the instruction-tuned model pi_ref. DPO (Rafailov et al. 2023) solves that same objective in closed form
+from preference pairs: with the reward implicit in the policy, r = beta * log(pi_theta / pi_ref), the loss is
+
+    -log sigmoid(beta * [(log pi_theta(y_w|x) - log pi_ref(y_w|x)) - (log pi_theta(y_l|x) - log pi_ref(y_l|x))])
+
+over pairs of a chosen y_w and a rejected y_l: no reward model, no sampling. The SFT model is both the starting
+policy and the frozen reference.
+
+    python -m lit_gpt5.cli fit --config configs/dpo-gulliver.yaml --model.init_from <sft checkpoint>
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from lit_gpt5.data.preferences import PreferenceDataModule, PreferenceDataset, collate_pairs
+from lit_gpt5.errors import UserError
+from lit_gpt5.lit_module import GPTLitModule
+from lit_gpt5.loss import IGNORE_INDEX, linear_token_losses
+from lit_gpt5.model import GPT
+
+__all__ = ["DPOLitModule", "PreferenceDataModule", "PreferenceDataset", "dpo_loss", "sequence_logps"]
+
+LOSS_TYPES = ("sigmoid", "ipo")
+METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+METRICS += ("logps/chosen", "logps/rejected", "logps/accuracies", "kl")
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    loss_type: str = "sigmoid",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair ``(losses, chosen_rewards, rejected_rewards)`` from sequence log-probabilities (sums over response
+    tokens). Rewards are ``beta * (log pi_theta - log pi_ref)``, detached.
+
+    ``sigmoid``: DPO's ``-log sigmoid(beta * (policy margin - reference margin))``. ``ipo`` (Azar et al. 2023):
+    ``((log pi_theta(y_w) - log pi_theta(y_l)) - (log pi_ref(y_w) - log pi_ref(y_l)) - 1 / (2 beta))^2``, which
+    does not push the margin to infinity on pairs it already ranks right.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise UserError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+    if not beta > 0:
+        raise UserError(f"beta must be > 0, got {beta}")
+    logits = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
+    losses = -F.logsigmoid(beta * logits) if loss_type == "sigmoid" else (logits - 1 / (2 * beta)) ** 2
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps).detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+def sequence_logps(model: GPT, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
+    """log pi(response | prompt) of each row: the sum of the log-probabilities of its supervised tokens."""
+    if chunk_size:
+        losses = linear_token_losses(model.features(x), model.lm_head.weight, y, chunk_size)
+    else:
+        logits = model(x)
+        losses = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+        ).view_as(y)
+    return -losses.sum(-1)
+
+
+@torch.no_grad()
+def token_kl(policy: GPT, reference: GPT, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum, count) over the supervised positions of KL(pi_theta(.|context) || pi_ref(.|context)), exact over the
+    vocabulary, one row at a time (two rows of logits in memory, not two batches)."""
+    total, count = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    for row in range(x.size(0)):
+        keep = y[row] != IGNORE_INDEX
+        if not keep.any():
+            continue
+        logp = torch.log_softmax(policy(x[row : row + 1])[0][keep].float(), -1)
+        logq = torch.log_softmax(reference(x[row : row + 1])[0][keep].float(), -1)
+        total += (logp.exp() * (logp - logq)).sum()
+        count += keep.sum()
+    return total, count
+
+
+class DPOLitModule(GPTLitModule):
+    """DPO on a GPT-2 that was instruction-tuned: ``init_from`` is the SFT model, the starting policy and (unless
+    ``reference`` names another) the frozen reference pi_ref. Batches are ``(x, y, index)`` of
+    ``lit_gpt5.data.preferences.collate_pairs``: B chosen rows, then B rejected ones, in one forward.
+
+    The loss of an optimizer step is the mean over its pairs across micro-batches and ranks (as the SFT loss is the
+    mean over its tokens). Logged: ``train/rewards/{chosen,rejected,margins,accuracies}`` (rewards
+    beta * log(pi_theta / pi_ref), accuracy = share of pairs whose chosen reward is higher), the same as ``val/...``
+    on held-out pairs with ``val/loss``, ``val/logps/{chosen,rejected,accuracies}`` (the policy's own preference:
+    log pi_theta(y_w) > log pi_theta(y_l)), and ``val/kl``: KL(pi_theta || pi_ref) per held-out response token,
+    exact over the vocabulary (not with ``precompute_reference``, which keeps no reference model to compare with).
+
+    Args:
+        beta: the KL penalty's strength: higher keeps the policy closer to the reference.
+        loss_type: ``sigmoid`` (DPO) or ``ipo``.
+        reference: the reference model's weights, if not ``init_from`` (an HF directory or a ``.ckpt``).
+        precompute_reference: compute the reference's log-probabilities of every pair once at the start and drop
+            the reference model, so no second model sits in memory while training; they are saved in checkpoints.
+        dropout: 0 by default: with dropout the policy's log-probabilities would differ from the reference's even
+            where the weights are equal.
+        The other arguments are ``GPTLitModule``'s (``learning_rate`` for DPO is typically 10-100x lower than SFT's).
+    """
+
+    unit_name = "pairs"
+
+    def __init__(
+        self,
+        init_from: str | None = None,
+        beta: float = 0.1,
+        loss_type: Literal["sigmoid", "ipo"] = "sigmoid",
+        reference: str | None = None,
+        precompute_reference: bool = False,
+        dropout: float | None = 0.0,
+        **kwargs,
+    ) -> None:
+        if not init_from and not reference:
+            raise UserError(
+                "DPO starts from an instruction-tuned model: pass --model.init_from <SFT .ckpt or Hugging Face dir>"
+            )
+        dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), beta, loss_type)  # checks both
+        super().__init__(init_from=init_from, dropout=dropout, **kwargs)
+        self._reference: list[GPT] = []  # a list, so that the frozen model is not a submodule (nor in checkpoints)
+        self.reference_logps: dict[str, torch.Tensor] = {}
+        if not precompute_reference:
+            self._reference.append(self._frozen(reference or init_from))
+        self.metrics = torch.nn.ModuleDict(
+            {
+                f"{stage}/{name}".replace("/", "_"): MeanMetric()
+                for stage in ("train", "val", "test")
+                for name in METRICS
+            }
+        )
+
+    @staticmethod
+    def _frozen(path: str) -> GPT:
+        from lit_gpt5.checkpoints import load_model
+
+        model = load_model(path).eval()
+        model.requires_grad_(False)
+        return model
+
+    @property
+    def reference_model(self) -> GPT | None:
+        return self._reference[0] if self._reference else None
+
+    def reference_sequence_logps(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, split: str):
+        if self.reference_logps:
+            table = self.reference_logps[split].to(x.device)
+            return torch.cat([table[index, 0], table[index, 1]])
+        reference = self.reference_model.to(x.device)
+        with torch.no_grad():
+            return sequence_logps(reference, x, y, self.hparams.loss_chunk_size)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.hparams.precompute_reference and not self.reference_logps:
+            self.reference_logps = self._precompute(self.trainer.datamodule)
+
+    @torch.no_grad()
+    def _precompute(self, datamodule: PreferenceDataModule) -> dict[str, torch.Tensor]:
+        """log pi_ref(chosen) and log pi_ref(rejected) of every pair, by the reference loaded just for this."""
+        hp = self.hparams
+        reference = self._frozen(hp.reference or hp.init_from).to(self.device)
+        tables = {}
+        for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
+            table = torch.zeros(len(dataset), 2)
+            for start in range(0, len(dataset), datamodule.val_batch_size):
+                items = [dataset[i] for i in range(start, min(start + datamodule.val_batch_size, len(dataset)))]
+                x, y, index = (t.to(self.device) for t in collate_pairs(items, dataset.eot))
+                logps = sequence_logps(reference, x, y, hp.loss_chunk_size).float().cpu()
+                table[index.cpu(), 0], table[index.cpu(), 1] = logps[: len(items)], logps[len(items) :]
+            tables[split] = table
+        return tables
+
+    def _pairs(self, batch, split: str) -> tuple[torch.Tensor, ...]:
+        x, y, index = batch
+        self._last_batch_shape = tuple(x.shape)
+        n = len(index)
+        policy = sequence_logps(self.model, x, y, self.hparams.loss_chunk_size)
+        ref = self.reference_sequence_logps(x, y, index, split).to(policy.dtype)
+        losses, chosen, rejected = dpo_loss(
+            policy[:n], policy[n:], ref[:n], ref[n:], self.hparams.beta, self.hparams.loss_type
+        )
+        return losses, chosen, rejected, policy.detach()
+
+    def _update(self, stage: str, losses, chosen, rejected, policy) -> None:
+        n = len(losses)
+        values = {
+            "loss": losses.detach(),
+            "rewards/chosen": chosen,
+            "rewards/rejected": rejected,
+            "rewards/margins": chosen - rejected,
+            "rewards/accuracies": (chosen > rejected).float(),
+            "logps/chosen": policy[:n],
+            "logps/rejected": policy[n:],
+            "logps/accuracies": (policy[:n] > policy[n:]).float(),
+        }
+        for name, value in values.items():
+            self.metrics[f"{stage}/{name}".replace("/", "_")].update(value.float())
+
+    def _compute(self, stage: str) -> dict[str, float]:
+        out = {}
+        for name in METRICS:
+            metric = self.metrics[f"{stage}/{name}".replace("/", "_")]
+            if metric.update_called:
+                out[f"{stage}/{name}"] = metric.compute().item()
+            metric.reset()
+        return out
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        self.seed_dropout(batch_idx)
+        losses, chosen, rejected, policy = self._pairs(batch, "train")
+        self._update("train", losses, chosen, rejected, policy)
+        return self.step_mean.add(losses.sum(), torch.tensor(len(losses)), batch[0].numel())
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
+        for name, value in self._compute("train").items():
+            if name != "train/loss":  # logged by the step itself, as the mean over the step's pairs
+                self.log(name, value)
+
+    def _eval(self, batch, stage: str) -> None:
+        losses, chosen, rejected, policy = self._pairs(batch, "val")
+        self._update(stage, losses, chosen, rejected, policy)
+        if self.reference_model is not None:
+            total, count = token_kl(self.model, self.reference_model.to(batch[0].device), batch[0], batch[1])
+            self.metrics[f"{stage}_kl"].update(total / count.clamp(min=1), weight=count)
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval(batch, "val")
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._compute("val")
+        if self.trainer.sanity_checking:
+            # As GPTLitModule: the full pass before training is the starting model's figures, at step 0.
+            if math.isinf(self.trainer.num_sanity_val_steps) and self.trainer.is_global_zero:
+                for logger in self.trainer.loggers:
+                    logger.log_metrics(metrics, step=self.global_step)
+                print(f"step {self.global_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            return
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name == "val/loss")
+        self.log("step", float(self.global_step))
+        if self.trainer.is_global_zero and self.trainer.state.fn != "validate":
+            print(f"step {self.global_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    def on_test_epoch_end(self) -> None:
+        for name, value in self._compute("test").items():
+            self.log(name, value)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.reference_logps:
+            checkpoint["lit_gpt5"]["reference_logps"] = self.reference_logps
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.reference_logps = dict(checkpoint.get("lit_gpt5", {}).get("reference_logps") or {})
