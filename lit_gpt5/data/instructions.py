@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lit_gpt5.data.batching import SFTBatches, eval_batches
+from lit_gpt5.data.batching import SFTBatches, collate, eval_batches
 from lit_gpt5.data.records import read_json_records, split_by_hash
 from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
 from lit_gpt5.errors import UserError
@@ -277,15 +278,28 @@ class SFTDataModule(L.LightningDataModule):
             print(self.train_set.stats.table("train"))
             print(self.val_set.stats.table("val"))
 
+    def collate_fn(self):
+        """How a list of examples becomes a batch ``(x, y)``."""
+        return partial(collate, pad_id=self.train_set.eot)
+
+    def lengths(self, dataset: Dataset) -> list[int]:
+        """Each example's length, to batch similar lengths together."""
+        return [len(ids) for ids, _ in dataset.examples]
+
     def train_dataloader(self) -> DataLoader:
         rank, world_size, start = trainer_position(self.trainer)
         hp = self.hparams
-        batches = SFTBatches(self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start)
+        batches = SFTBatches(
+            self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start,
+            collate_fn=self.collate_fn(), lengths=self.lengths(self.train_set),
+        )  # fmt: skip
         return batch_loader(batches, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         rank, world_size, _ = trainer_position(self.trainer)
-        return batch_loader(eval_batches(self.val_set, self.val_batch_size, rank, world_size), self.num_workers)
+        val = self.val_set
+        batches = eval_batches(val, self.val_batch_size, rank, world_size, self.collate_fn(), self.lengths(val))
+        return batch_loader(batches, self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

@@ -12,14 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lit_gpt5.data.batching import SFTBatches, eval_batches
-from lit_gpt5.data.instructions import encode_response, example, fit_to_length, string_fields
+from lit_gpt5.data.instructions import SFTDataModule, encode_response, example, fit_to_length, string_fields
 from lit_gpt5.data.records import read_json_records, split_by_hash
-from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
 from lit_gpt5.errors import UserError
 from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.prompts import check_template, format_prompt
@@ -61,9 +58,18 @@ def as_pair_dicts(pairs: Sequence[Pair]) -> list[dict]:
 
 @dataclass
 class PairStats:
+    """What tokenizing and truncating did to a set of pairs."""
+
+    pairs: int = 0
     truncated_prompts: int = 0
     truncated_responses: int = 0
     dropped: int = 0
+
+    def table(self, name: str) -> str:
+        return (
+            f"{name}: {self.pairs} preference pairs; truncated prompts: {self.truncated_prompts}, truncated "
+            f"responses: {self.truncated_responses}, dropped (a side with nothing to supervise): {self.dropped}"
+        )
 
 
 class PreferenceDataset(Dataset):
@@ -97,6 +103,7 @@ class PreferenceDataset(Dataset):
                 self.stats.dropped += 1
                 continue
             self.pairs.append((*example(prompt_ids, responses[0]), *example(prompt_ids, responses[1])))
+            self.stats.pairs += 1
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -129,12 +136,14 @@ def collate_pairs(items: Sequence[dict], pad_id: int = 50256) -> tuple[torch.Ten
     return ids[:, :-1], labels[:, 1:], torch.stack([e["index"] for e in items])
 
 
-class PreferenceDataModule(L.LightningDataModule):
-    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.dpo.DPOLitModule``.
+class PreferenceDataModule(SFTDataModule):
+    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.dpo.DPOLitModule``: ``SFTDataModule``'s reading,
+    held-out split, checks and batching, with pairs for records.
 
     Args:
         train_path: preference records (a JSON array, or one JSON object per line).
-        val_path: held-out records; without it, ``val_fraction`` of ``train_path`` is held out (chosen by hash).
+        val_path: held-out records; without it, ``val_fraction`` of ``train_path`` is held out (chosen by hash of the
+            prompt and chosen response, as ``SFTDataModule`` chooses).
         max_length: longest side of a pair in tokens (at most the model's positions).
         batch_size: pairs per micro-batch (per device): each forward runs 2 x batch_size sequences.
         template: prompt template name or format string; use the one the SFT model was tuned with.
@@ -155,73 +164,34 @@ class PreferenceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        check_positive(batch_size=batch_size)
-        if val_batch_size is not None:
-            check_positive(val_batch_size=val_batch_size)
-        if not isinstance(max_length, int) or max_length < 2:
-            raise UserError(f"max_length must be at least 2 tokens, got {max_length!r}; raise --data.max_length")
-        check_fraction("val_fraction", val_fraction)
-        check_template(template)
-        self.save_hyperparameters()
-        self.block_size = max_length  # what the LightningModule checks against the model's positions
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.template = template
-        self.train_set: PreferenceDataset | None = None
-        self.val_set: PreferenceDataset | None = None
+        super().__init__(
+            train_path=train_path,
+            val_path=val_path,
+            val_fraction=val_fraction,
+            max_length=max_length,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            template=template,
+            bucket_by_length=bucket_by_length,
+            num_workers=num_workers,
+            seed=seed,
+        )
 
     def load_records(self) -> tuple[list[dict], list[dict]]:
         """(training, held-out) pairs as dicts."""
-        hp = self.hparams
-        if not hp.train_path:
+        if not self.train_path:
             raise UserError("PreferenceDataModule needs --data.train_path (a JSON or JSONL file of preference pairs)")
-        pairs = read_pairs(hp.train_path)
-        if hp.val_path:
-            return as_pair_dicts(pairs), as_pair_dicts(read_pairs(hp.val_path))
-        train, val = split_by_hash(pairs, hp.val_fraction, hp.seed, key=held_out_key)
+        pairs = read_pairs(self.train_path)
+        if self.val_path:
+            return as_pair_dicts(pairs), as_pair_dicts(read_pairs(self.val_path))
+        train, val = split_by_hash(pairs, self.hparams.val_fraction, self.hparams.seed, key=held_out_key)
         return as_pair_dicts(train), as_pair_dicts(val)
 
-    def _datasets(self) -> tuple[PreferenceDataset, PreferenceDataset]:
-        from lit_gpt5.tokenizer import get_tokenizer
+    def build_dataset(self, records: list[dict], tokenizer, train: bool) -> PreferenceDataset:
+        return PreferenceDataset(records, tokenizer, self.max_length, self.template)
 
-        train, val = self.load_records()
-        tokenizer = get_tokenizer()
-        sets = tuple(PreferenceDataset(r, tokenizer, self.hparams.max_length, self.template) for r in (train, val))
-        for name, ds, n in (("training", sets[0], len(train)), ("validation", sets[1], len(val))):
-            if len(ds) == 0:
-                raise UserError(
-                    f"all {n} {name} pairs were dropped: a side has no response token left within --data.max_length "
-                    f"{self.hparams.max_length}; raise --data.max_length"
-                )
-        return sets
-
-    def prepare_data(self) -> None:
-        # Validated and tokenized before Lightning creates the run's directory; kept for setup in this process.
-        self.train_set, self.val_set = self._datasets()
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set, self.val_set = self._datasets()
-
-    def _collate(self):
+    def collate_fn(self):
         return partial(collate_pairs, pad_id=self.train_set.eot)
 
-    def train_dataloader(self) -> DataLoader:
-        rank, world_size, start = trainer_position(self.trainer)
-        hp = self.hparams
-        batches = SFTBatches(
-            self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start,
-            collate_fn=self._collate(), lengths=self.train_set.lengths(),
-        )  # fmt: skip
-        return batch_loader(batches, hp.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        rank, world_size, _ = trainer_position(self.trainer)
-        batches = eval_batches(
-            self.val_set, self.val_batch_size, rank, world_size, self._collate(), self.val_set.lengths()
-        )
-        return batch_loader(batches, self.hparams.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+    def lengths(self, dataset: PreferenceDataset) -> list[int]:
+        return dataset.lengths()
