@@ -22,9 +22,9 @@ import torch
 def main() -> None:
     import transformers
 
-    from lit_gpt5.cli import keep_freed_memory
     from lit_gpt5.convert import config_to_hf
     from lit_gpt5.lit_module import GPTLitModule
+    from lit_gpt5.runtime import keep_freed_memory
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gpt2")

@@ -27,6 +27,7 @@ from lit_gpt5.checkpoints import check_checkpoint
 from lit_gpt5.cli_parser import ArgumentParser
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_model
+from lit_gpt5.runtime import keep_freed_memory
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Sections of the config that configure the standard callbacks: name -> class.
@@ -36,28 +37,6 @@ STANDARD_CALLBACKS = {
     "sampler": TextSampler,
     "throughput": TokenThroughput,
 }
-
-
-def keep_freed_memory() -> None:
-    """Stop glibc from handing large freed blocks back to the OS after every step.
-
-    Each step allocates and frees logits of batch x T x 50,257 floats (hundreds of MB). By default glibc serves such
-    blocks with mmap and unmaps them on free, so the next step page-faults all of it in again: on CPU that costs as
-    much time as the matmuls (measured: 1.24 s -> 0.66 s per step for gpt-micro, B=8, T=256, bf16). PyTorch's CPU
-    tuning guide suggests a caching allocator (jemalloc, tcmalloc) for the same reason; this is the
-    zero-dependency version. Harmless elsewhere: CUDA memory has its own caching allocator.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl, ...)
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_trim_threshold, 2**31 - 1)
-    libc.mallopt(m_mmap_threshold, 2**31 - 1)
 
 
 def no_advert(record) -> bool:

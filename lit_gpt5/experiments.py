@@ -17,6 +17,7 @@ import torch
 from lit_gpt5.callbacks import CoverageMonitor
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.model import GPT
+from lit_gpt5.runtime import keep_freed_memory
 
 
 def train(
@@ -85,6 +86,7 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, 
 @torch.no_grad()
 def forward_seconds(model: GPT, batch_size: int, seq_len: int, device: str = "cpu", repeats: int = 5) -> float:
     """Median time of one forward pass (logits of every position) on random tokens."""
+    keep_freed_memory()  # as training does: no page faults for re-allocating the logits every pass
     model = model.to(device).eval()
     idx = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
     return median_seconds(lambda: model(idx), repeats=repeats, sync=device != "cpu")

@@ -16,6 +16,7 @@ from lit_gpt5.loss import cross_entropy_sum, linear_cross_entropy_sum, mean_loss
 from lit_gpt5.model import GPT, GPTConfig
 from lit_gpt5.optim import adamw_with_schedule, check_schedule, lr_at
 from lit_gpt5.resume import apply_policy_changes
+from lit_gpt5.runtime import keep_freed_memory
 from lit_gpt5.step import NonFiniteLossError, StepMean, check_step
 
 __all__ = ["GPTLitModule", "NonFiniteLossError"]
@@ -196,6 +197,7 @@ class GPTLitModule(L.LightningModule):
                 self.eval_loss_by_set[name] = MeanMetric()
 
     def on_fit_start(self) -> None:
+        keep_freed_memory()  # on CPU, page-faulting each step's freed memory back in costs as much as the matmuls
         if self._rng_seed is None:  # not restored from a checkpoint: the seed of this run (seed_everything)
             self._rng_seed = torch.initial_seed()
         if self.trainer.is_global_zero:

@@ -187,17 +187,20 @@ def gulliver_preferences(book_text: str) -> list[dict]:
 
     * voyage questions: rejected = the title of another part;
     * chapter synopses: rejected = the synopsis of a different chapter;
-    * continuations: rejected = the true next sentence of a different passage.
+    * continuations: rejected = a sentence from elsewhere in the book: the first sentence of a passage of a voyage
+      question, which is never the answer of another record (a held-out pair then rejects nothing that training
+      pairs choose).
     """
     records = gulliver_instructions(book_text)
-    by_kind: dict[str, list[str]] = {}
+    answers: dict[str, list[str]] = {}
     for r in records:
-        by_kind.setdefault(r["instruction"].split()[0], []).append(r["output"])
+        answers.setdefault(r["instruction"].split()[0], []).append(r["output"])
+    elsewhere = sorted({_sentences(r["input"])[0] for r in records if r["instruction"].startswith("Which voyage")})
     pairs = []
     for r in records:
         kind = r["instruction"].split()[0]
-        others = sorted({answer for answer in by_kind[kind] if answer != r["output"]})
-        rejected = _pick(r["instruction"] + r.get("input", ""), others)
+        pool = elsewhere if kind == "Continue" else answers[kind]
+        rejected = _pick(r["instruction"] + r.get("input", ""), sorted({a for a in pool if a != r["output"]}))
         pairs.append({**{k: v for k, v in r.items() if k != "output"}, "chosen": r["output"], "rejected": rejected})
     return pairs
 
