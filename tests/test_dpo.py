@@ -187,3 +187,19 @@ def test_generate_answers_instructions_from_a_dpo_checkpoint(sft_ckpt, tmp_path,
     prompt = TOK.encode_ordinary(format_prompt("Name the flying island.", "", "plain"))
     expected = generate_batch(load_checkpoint(ckpt), [prompt], 5, temperature=0, stop_token=TOK.eot_token)[0]
     assert answer == TOK.decode(expected) + "\n"
+
+
+def test_precomputed_values_use_the_trainers_precision(sft_ckpt, tmp_path):
+    # Precomputed in bf16 autocast like the policy's own log-probs, so that every reward starts at 0 under bf16-mixed.
+    pre = DPOLitModule(init_from=sft_ckpt, precompute_reference=True)
+    dm = datamodule(tmp_path)
+    dm.prepare_data()
+    pre.trainer = quiet_trainer(precision="bf16-mixed")
+    tables = pre._precompute(dm)
+    x, y, index = collate_pairs([dm.train_set[i] for i in range(len(dm.train_set))])
+    reference = DPOLitModule(init_from=sft_ckpt).reference_model
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = sequence_logps(reference, x, y, 512).float()
+    precomputed = torch.cat([tables["train"][index, 0], tables["train"][index, 1]])
+    in_fp32 = sequence_logps(reference, x, y, 512)
+    assert (precomputed - in_bf16).abs().max() < 0.25 * (precomputed - in_fp32).abs().max()
