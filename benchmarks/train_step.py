@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--block_size", type=int, default=256)
     parser.add_argument("--precision", choices=["bf16", "32"], default="bf16")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json_out", default="train_step.json")
     args = parser.parse_args()
@@ -48,14 +49,17 @@ def main() -> None:
     x, y = tokens[:, :-1], tokens[:, 1:]
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
-    def ours_step(optimizer=torch.optim.AdamW(ours.parameters(), lr=1e-4)):
+    # Fused AdamW for both: what our configure_optimizers and transformers' Trainer (optim="adamw_torch_fused") use.
+    fused = args.optimizer == "fused"
+
+    def ours_step(optimizer=torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=fused)):
         with autocast:
             total, count = ours.loss_sum(x, y)
         (total / count).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def theirs_step(optimizer=torch.optim.AdamW(theirs.parameters(), lr=1e-4)):
+    def theirs_step(optimizer=torch.optim.AdamW(theirs.parameters(), lr=1e-4, fused=fused)):
         with autocast:
             loss = theirs(input_ids=x, labels=x).loss
         loss.backward()
@@ -63,18 +67,19 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
 
     times = {"lit_gpt5": [], "transformers": []}
-    for round_ in range(args.rounds + 1):
+    warmup = 2  # the first steps page-fault their buffers in (and cache autocast's casts): not the steady state
+    for round_ in range(args.rounds + warmup):
         for name, step in (("lit_gpt5", ours_step), ("transformers", theirs_step)):
             start = time.perf_counter()
             step()
             if args.device == "cuda":
                 torch.cuda.synchronize()
-            if round_:  # the first round warms up both
+            if round_ >= warmup:
                 times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
     ratio = medians["lit_gpt5"] / medians["transformers"]
     print(f"{args.model}, {args.batch_size} x {args.block_size} tokens, {args.precision}, {args.device}, "
-          f"transformers {transformers.__version__}")  # fmt: skip
+          f"{args.optimizer} AdamW, transformers {transformers.__version__}")  # fmt: skip
     for name, seconds in medians.items():
         print(f"  {name:<13} {seconds:.3f} s per step  ({args.batch_size * args.block_size / seconds:,.0f} tokens/s)")
     print(f"  ratio (ours / transformers): {ratio:.2f}")

@@ -177,7 +177,7 @@ class DPOLitModule(GPTLitModule):
             for start in range(0, len(dataset), datamodule.val_batch_size):
                 items = [dataset[i] for i in range(start, min(start + datamodule.val_batch_size, len(dataset)))]
                 x, y, index = (t.to(self.device) for t in collate_pairs(items, dataset.eot))
-                # Under the Trainer's precision (bf16 autocast...), as the policy's own log-probs are: rewards start at 0.
+                # In the Trainer's precision (bf16 autocast...), like the policy's log-probs: so rewards start at 0.
                 with self.trainer.precision_plugin.forward_context():
                     logps = sequence_logps(reference, x, y, hp.loss_chunk_size).float().cpu()
                 table[index.cpu(), 0], table[index.cpu(), 1] = logps[: len(items)], logps[len(items) :]

@@ -55,6 +55,13 @@ def _chunk(h, w, targets, compute_grad: bool):
     return losses, grad.to(w.dtype), valid
 
 
+def _accumulate(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    """total + part in float32, for (vocabulary x C) weight gradients: the first part is cast, later ones are added
+    with the cast on the fly. One pass over the matrix per chunk, where zeros + cast + add would be three (each
+    hundreds of MB for GPT-2, memory-bound on a CPU)."""
+    return part.float() if total is None else total.add_(part)
+
+
 class _LinearCrossEntropySum(torch.autograd.Function):
     """sum_t CE(h_t W^T, y_t), chunk by chunk, with the gradients computed in the same pass.
 
@@ -69,7 +76,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         grad_needed = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if grad_needed else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if grad_needed else None
+        grad_w = None
         for start in range(0, hidden.size(0), chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
             losses, grad, valid = _chunk(h, w, targets[start : start + chunk_size], grad_needed)
@@ -77,7 +84,9 @@ class _LinearCrossEntropySum(torch.autograd.Function):
             if grad_needed:
                 mask = valid[:, None].to(dtype)
                 grad_h[start : start + chunk_size] = (grad @ w) * mask
-                grad_w.add_((grad.t() @ (h * mask)).float())
+                grad_w = _accumulate(grad_w, grad.t() @ (h * mask))
+        if grad_needed and grad_w is None:  # no positions at all
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
@@ -115,7 +124,7 @@ class _LinearTokenLosses(torch.autograd.Function):
         hidden, weight, targets = ctx.saved_tensors
         w = weight.to(ctx.dtype)
         grad_h = torch.empty_like(hidden)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_w = None
         for start in range(0, hidden.size(0), ctx.chunk_size):
             end = start + ctx.chunk_size
             h = hidden[start:end].to(ctx.dtype)
@@ -123,7 +132,7 @@ class _LinearTokenLosses(torch.autograd.Function):
             scale = torch.where(valid, grad_losses[start:end], 0.0)[:, None]  # ignored rows: no gradient
             grad = (grad.float() * scale).to(ctx.dtype)
             grad_h[start:end] = grad @ w
-            grad_w.add_((grad.t() @ h).float())
+            grad_w = _accumulate(grad_w, grad.t() @ h)
         return grad_h, grad_w.to(weight.dtype), None, None, None
 
 

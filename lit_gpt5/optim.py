@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import lightning as L
 import torch
 
 from lit_gpt5.errors import UserError
@@ -58,3 +59,45 @@ def adamw_with_schedule(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
+
+
+def fused_adamw_possible(module: L.LightningModule) -> bool:
+    """Whether ``configure_optimizers`` may use a fused AdamW: on CPU and CUDA, unless fp16 loss scaling is on.
+
+    A fused step unscales fp16 gradients itself, so Lightning cannot clip them before it and refuses to; bf16 and fp32
+    have no scaler and nothing to unscale."""
+    if module.device.type not in ("cuda", "cpu"):
+        return False
+    try:
+        precision = module.trainer.precision_plugin
+    except RuntimeError:  # not attached to a Trainer (tools that build the optimizer on their own)
+        return True
+    return getattr(precision, "scaler", None) is None
+
+
+def clip_gradients(
+    module: L.LightningModule, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None
+) -> None:
+    """``--trainer.gradient_clip_val`` for a fused optimizer too.
+
+    Lightning's mixed-precision plugin refuses to clip for any fused optimizer, because of fp16 loss scaling; with
+    bf16 there is no scaler (``fused_adamw_possible`` keeps fp16 runs unfused), so the gradients are plain and are
+    clipped here as Lightning would. Under FSDP, Lightning refuses to clip by norm at all (``clip_grad_norm_`` would
+    see one rank's shard): the FSDP root module's own ``clip_grad_norm_`` reduces the norm over ranks. DeepSpeed
+    clips inside its engine (Lightning passes the value on)."""
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
+
+    strategy = module.trainer.strategy
+    norm = algorithm in (None, "norm")
+    if clip_val and norm and isinstance(strategy, FSDPStrategy):
+        strategy.model.clip_grad_norm_(clip_val)
+        return
+    fused = bool(getattr(optimizer, "defaults", {}).get("fused"))
+    plain = isinstance(strategy, SingleDeviceStrategy | DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
+    if not (clip_val and fused and plain):
+        module.clip_gradients(optimizer, clip_val, algorithm)
+        return
+    if norm:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), clip_val)
+    else:
+        torch.nn.utils.clip_grad_value_(module.parameters(), clip_val)
