@@ -435,3 +435,25 @@ def test_sft_show_refuses_what_it_cannot_show(refused, tmp_path):
         ["sft", "show", "--train_path", dropped, "--template", "none"],
         r"all 2 records shown were dropped: none has a response token left",
     )
+
+
+# --- The commands and data formats added since: samplers, several books, preference pairs --------------------------
+
+
+def test_new_data_options_and_formats_answer_in_one_line(refused, tmp_path, book_path):
+    text = [f"--data.text_path={book_path}"]
+    refused(["fit", *TINY, *text, "--data.sampling=shuffle"], r"--data.sampling: expected one of .*'shuffled'")
+    refused(["fit", *TINY, f"--data.text_paths=[{book_path}, {tmp_path / 'nope.txt'}]"], r"nope.txt does not exist")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "p", "chosen": "a"}] * 3)
+    dpo = ["--model=lit_gpt5.dpo.DPOLitModule", "--data=lit_gpt5.dpo.PreferenceDataModule"]
+    refused(["fit", *dpo, "--trainer.max_steps=1", f"--data.train_path={pairs}"], r"DPO starts from an instruction")
+    ckpt = tmp_path / "sft.ckpt"
+    save_checkpoint(GPT(GPTConfig.from_name("gpt-nano")), ckpt)
+    refused(
+        ["fit", *dpo, "--trainer.max_steps=1", f"--model.init_from={ckpt}", f"--data.train_path={pairs}"],
+        r"pairs.jsonl line 1: .*no 'rejected'",
+    )
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me")
+    refused(["sft", "preferences", "--text_path", str(book_path), "--out", str(existing)], r"is an existing file")
+    assert existing.read_text() == "keep me"
