@@ -141,11 +141,12 @@ def estimate(
     else:
         # d(loss)/dW (float32) and d(loss)/dh, computed in the forward pass and held for backward; while a chunk is
         # processed, the output matrix in the compute dtype, and the chunk's logits, their float32 copy (log_softmax
-        # casts its input first), the float32 log-softmax (turned into the softmax in place) and the gradient.
+        # casts a 16-bit input first) and the float32 log-softmax, turned into the gradient in place and written back
+        # over the logits (on a GPU in one pass per chunk; a CPU takes a few rows at a time and needs less).
         chunk = min(loss_chunk_size, t)
         logits_kept = 4 * v * c + hidden * t * c
         weight_copy = compute * v * c if residual == 4 and compute == 2 else 0  # fp32 weights cast for the matmul
-        logits = logits_kept + weight_copy + chunk * v * (2 * compute + 8)
+        logits = logits_kept + weight_copy + chunk * v * (compute + 4 + (4 if compute != 4 else 0))
 
     # --- Other ----------------------------------------------------------------------------------------------------
     other = 0

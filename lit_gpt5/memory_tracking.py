@@ -29,8 +29,13 @@ class _GPTWithLoss(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.loss_chunk_size:
+            # One softmax pass per chunk, as on a GPU (the estimate's device); a CPU works through a chunk in blocks.
             total, count = linear_cross_entropy_sum(
-                self.gpt.features(x), self.gpt.lm_head.weight, y, self.loss_chunk_size
+                self.gpt.features(x),
+                self.gpt.lm_head.weight,
+                y,
+                self.loss_chunk_size,
+                softmax_rows=self.loss_chunk_size,
             )
         else:
             total, count = cross_entropy_sum(self.gpt(x), y)

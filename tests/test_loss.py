@@ -45,6 +45,24 @@ def test_chunked_token_losses_with_per_token_weights():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_softmax_rows_change_nothing_but_time_and_memory(dtype):
+    # A CPU takes the float32 softmax a few rows at a time (cache-sized), a GPU one pass per chunk: same bits.
+    results = []
+    for rows in (None, 1, 3, 8):
+        hidden, weight, targets = inputs(2)
+        hidden, weight = hidden.detach().to(dtype).requires_grad_(), weight.detach().to(dtype).requires_grad_()
+        total, _ = linear_cross_entropy_sum(hidden, weight, targets, 8, softmax_rows=rows)
+        losses = linear_token_losses(hidden, weight, targets, 8, softmax_rows=rows)
+        grads = torch.autograd.grad(total * 0.37 + (losses * torch.linspace(0, 1, 11)).sum(), (hidden, weight))
+        results.append((total, losses, *grads))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="softmax_rows must be None or a positive int, got 0"):
+        linear_cross_entropy_sum(hidden, weight, targets, 8, softmax_rows=0)
+
+
 def test_nothing_supervised_gives_zero_loss_and_gradient():
     hidden, weight, _ = inputs()
     total, count = linear_cross_entropy_sum(hidden, weight, torch.full((3, 11), IGNORE_INDEX), 4)
