@@ -122,6 +122,7 @@ class GPTLitModule(L.LightningModule):
         self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
         self._compiled_loss = None
+        self._grad_norm: torch.Tensor | None = None  # this step's, for clipping without a second pass
 
     @staticmethod
     def _load_weights(path: str, sizes: dict, dropout: float | None) -> GPT:
@@ -227,10 +228,12 @@ class GPTLitModule(L.LightningModule):
             self.parameters(), self.trainer.strategy, self.trainer.accumulate_grad_batches, self.trainer.world_size
         )
         scaler_active = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        self._grad_norm = None
         if not check_step(step, self.parameters(), self.hparams.on_nonfinite, self.global_step, scaler_active):
             self.skipped_steps += 1
             self.log("train/skipped_steps", float(self.skipped_steps))
         else:
+            self._grad_norm = step.grad_norm
             self.log("train/loss", step.loss, prog_bar=True)
             self.log("train/grad_norm", step.grad_norm)  # before clipping: the Trainer clips after this hook
         self.tokens_seen += int(step.tokens)
@@ -344,4 +347,4 @@ class GPTLitModule(L.LightningModule):
         )
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm, self._grad_norm)

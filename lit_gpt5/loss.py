@@ -7,7 +7,7 @@ micro-batches and ranks) rather than averaging per-batch means, which would weig
 The vocabulary projection is most of a GPT-2's loss memory: B x T x 50,257 logits, upcast to float32 for the
 softmax, plus their gradient. ``linear_cross_entropy_sum`` and ``linear_token_losses`` take the final hidden states
 and the output matrix instead and work through the positions ``chunk_size`` at a time, so the loss never holds more
-than a few chunks of logits.
+than one chunk of logits.
 """
 
 from __future__ import annotations

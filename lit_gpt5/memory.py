@@ -128,8 +128,9 @@ def estimate(
     saved = t * layers * (c * residual if activation_checkpointing else per_token)
     saved += t * c * residual  # ln_f's input: the last residual stream
     # Recomputing one block (with checkpointing), and the gradients flowing through a block in backward (the
-    # residual stream's, and the 4h-wide ones of the MLP): measured ~24 bytes per token and channel.
-    backward_work = t * (per_token if activation_checkpointing else 0) + 24 * t * c
+    # residual stream's, and the 4h-wide ones of the MLP), in the residual stream's dtype: measured ~24 bytes per
+    # token and channel with a float32 stream (AMP), half that with FSDP's 16-bit one.
+    backward_work = t * (per_token if activation_checkpointing else 0) + 6 * residual * t * c
 
     # --- The loss over the vocabulary -------------------------------------------------------------------------
     hidden = 4 if residual == 4 else compute  # ln_f's output dtype
@@ -168,6 +169,10 @@ def estimate(
     #     (c): fused AdamW updates in place.
     grad_bytes = 2 if (deepspeed and mixed) or precision == "bf16-true" else 4
     at_loss = params + optimizer + saved + logits + other
+    if loss_chunk_size and sharded_params and mixed:
+        # FSDP gathers the output matrix in 16 bits: the chunked loss's backward hands its gradient over in that
+        # dtype and frees the float32 accumulator before the blocks' backward starts.
+        logits_kept -= 2 * v * c
     in_backward = params + optimizer + saved + logits_kept + backward_work + other
     at_end = params + optimizer + grads + 2 * grad_bytes * v * c + (other if strategy == "ddp" and devices > 1 else 0)
     peak = max(at_loss, in_backward, at_end)

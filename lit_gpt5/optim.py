@@ -76,7 +76,11 @@ def fused_adamw_possible(module: L.LightningModule) -> bool:
 
 
 def clip_gradients(
-    module: L.LightningModule, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str | None
+    module: L.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    clip_val: float | None,
+    algorithm: str | None,
+    total_norm: torch.Tensor | None = None,
 ) -> None:
     """``--trainer.gradient_clip_val`` for a fused optimizer too.
 
@@ -84,7 +88,8 @@ def clip_gradients(
     bf16 there is no scaler (``fused_adamw_possible`` keeps fp16 runs unfused), so the gradients are plain and are
     clipped here as Lightning would. Under FSDP, Lightning refuses to clip by norm at all (``clip_grad_norm_`` would
     see one rank's shard): the FSDP root module's own ``clip_grad_norm_`` reduces the norm over ranks. DeepSpeed
-    clips inside its engine (Lightning passes the value on)."""
+    clips inside its engine (Lightning passes the value on). ``total_norm``: the gradients' norm if already known
+    (the step's logged ``train/grad_norm``), which saves a pass over them."""
     from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
 
     strategy = module.trainer.strategy
@@ -97,7 +102,9 @@ def clip_gradients(
     if not (clip_val and fused and plain):
         module.clip_gradients(optimizer, clip_val, algorithm)
         return
-    if norm:
+    if norm and total_norm is not None and hasattr(torch.nn.utils, "clip_grads_with_norm_"):  # torch >= 2.6
+        torch.nn.utils.clip_grads_with_norm_(module.parameters(), clip_val, total_norm)
+    elif norm:
         torch.nn.utils.clip_grad_norm_(module.parameters(), clip_val)
     else:
         torch.nn.utils.clip_grad_value_(module.parameters(), clip_val)
