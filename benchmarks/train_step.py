@@ -3,6 +3,7 @@ and batch, alternated in one process so that both see the same machine.
 
     python benchmarks/train_step.py                     # GPT-2 small, Model 5's 16 x 256 tokens, CPU, bf16 autocast
     python benchmarks/train_step.py --batch_size 4      # a small batch: the per-step fixed costs weigh more
+    python benchmarks/train_step.py --only transformers # one library in a process of its own: no heap shared
     python benchmarks/train_step.py --precision 32 --model gpt-micro --batch_size 8
 
 A step is forward, loss, backward and an AdamW step (fused for both by default: what GPTLitModule and transformers'
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["bf16", "32"], default="bf16")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
+    parser.add_argument("--only", choices=["lit_gpt5", "transformers"], help="time one of them alone (no ratio)")
     parser.add_argument("--compile", action="store_true", help="ours with --model.compile true (transformers eager)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json_out", default="train_step.json")
@@ -72,12 +74,14 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    times = {"lit_gpt5": [], "transformers": []}
-    faults = {"lit_gpt5": [], "transformers": []}  # minor page faults: fresh memory the step had to touch
+    steps = {"lit_gpt5": ours_step, "transformers": theirs_step}
+    steps = {args.only: steps[args.only]} if args.only else steps
+    times = {name: [] for name in steps}
+    faults = {name: [] for name in steps}  # minor page faults: fresh memory the step had to touch
     # The first steps page-fault their buffers in (and compile, with --compile): not the steady state.
     warmup = 4 if args.compile else 2
     for round_ in range(args.rounds + warmup):
-        for name, step in (("lit_gpt5", ours_step), ("transformers", theirs_step)):
+        for name, step in steps.items():
             faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             step()
@@ -88,7 +92,7 @@ def main() -> None:
                 faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
     medians = {name: statistics.median(t) for name, t in times.items()}
     means = {name: statistics.fmean(t) for name, t in times.items()}
-    ratio = medians["lit_gpt5"] / medians["transformers"]
+    ratio = medians["lit_gpt5"] / medians["transformers"] if len(steps) == 2 else None
     compiled = "ours compiled, " if args.compile else ""
     print(f"{args.model}, {args.batch_size} x {args.block_size} tokens, {args.precision}, {args.device}, "
           f"{args.optimizer} AdamW, {compiled}transformers {transformers.__version__}")  # fmt: skip
@@ -97,8 +101,9 @@ def main() -> None:
         faulted = f"{sum(f > 1000 for f in faults[name])} of {len(faults[name])}"  # > 4 MB of fresh pages
         print(f"  {name:<13} median {seconds:.3f} s per step ({tokens / seconds:,.0f} tokens/s), "
               f"mean {means[name]:.3f} s; {faulted} steps page-faulted fresh memory in")  # fmt: skip
-    print(f"  ratio (ours / transformers): {ratio:.2f} of the medians (steady state), "
-          f"{means['lit_gpt5'] / means['transformers']:.2f} of the means")  # fmt: skip
+    if ratio is not None:
+        print(f"  ratio (ours / transformers): {ratio:.2f} of the medians (steady state), "
+              f"{means['lit_gpt5'] / means['transformers']:.2f} of the means")  # fmt: skip
     with open(args.json_out, "w") as f:
         json.dump({"settings": vars(args), "seconds": times, "minor_page_faults": faults, "median": medians,
                    "mean": means, "ratio": ratio}, f, indent=1)  # fmt: skip
