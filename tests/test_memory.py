@@ -51,11 +51,15 @@ def test_sharded_and_other_precisions_follow_the_zero_paper():
         dict(block_size=128, micro_batch_size=4),
         dict(block_size=128, micro_batch_size=4, loss_chunk_size=64, activation_checkpointing=True),
         dict(block_size=64, micro_batch_size=8, loss_chunk_size=128),
+        dict(block_size=128, micro_batch_size=4, loss_chunk_size=64, activation_checkpointing=True, fsdp_ranks=2),
     ],
 )
 def test_estimate_within_ten_percent_of_the_tracked_step(kwargs):
     tracked = tracked_peak(TINY, **kwargs)
-    assert abs(estimate(TINY, **kwargs).peak / tracked - 1) < 0.10
+    ranks = kwargs.get("fsdp_ranks", 0)
+    setting = {k: v for k, v in kwargs.items() if k != "fsdp_ranks"}
+    sharding = dict(strategy="fsdp", devices=ranks) if ranks else {}
+    assert abs(estimate(TINY, **setting, **sharding).peak / tracked - 1) < 0.10
 
 
 def test_chunked_loss_peak_is_a_fraction_of_the_full_loss():
