@@ -58,35 +58,41 @@ def tracked_peak(
         raise ValueError(f"tracked precisions are bf16-mixed and 32-true, got {precision}")
     cfg = GPTConfig.from_name(model) if isinstance(model, str) else model
     cfg = GPTConfig(**{**cfg.__dict__, "dropout": 0.0})
-    mesh = _fake_mesh(fsdp_ranks) if fsdp_ranks else None
-    with FakeTensorMode():
-        gpt = GPT(cfg)
-        gpt.gradient_checkpointing = activation_checkpointing
-        step_model = _GPTWithLoss(gpt, loss_chunk_size)
-        autocast = precision == "bf16-mixed"
-        if mesh is not None:
-            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mesh, own_group = _fake_mesh(fsdp_ranks) if fsdp_ranks else (None, False)
+    try:
+        with FakeTensorMode():
+            gpt = GPT(cfg)
+            gpt.gradient_checkpointing = activation_checkpointing
+            step_model = _GPTWithLoss(gpt, loss_chunk_size)
+            autocast = precision == "bf16-mixed"
+            if mesh is not None:
+                from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if autocast else None, reduce_dtype=torch.float32)
-            for block in gpt.transformer.h:
-                fully_shard(block, mesh=mesh, mp_policy=policy)
-            fully_shard(step_model, mesh=mesh, mp_policy=policy)
-            autocast = False  # FSDP's mixed precision casts the gathered parameters itself
-        optimizer = torch.optim.AdamW(step_model.parameters(), lr=1e-4, fused=True)
-        for p in step_model.parameters():
-            p.grad = torch.zeros_like(p)
-        optimizer.step()  # allocates the moments, as a first step would
-        optimizer.zero_grad(set_to_none=True)
-        x = torch.randint(0, cfg.vocab_size, (micro_batch_size, block_size))
-        y = torch.randint(0, cfg.vocab_size, (micro_batch_size, block_size))
-        tracker = _tracker(step_model, optimizer, (x, y), mesh is not None)
-        with tracker:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = step_model(x, y)
-            loss.backward()
-            optimizer.step()
+                policy = MixedPrecisionPolicy(
+                    param_dtype=torch.bfloat16 if autocast else None, reduce_dtype=torch.float32
+                )
+                for block in gpt.transformer.h:
+                    fully_shard(block, mesh=mesh, mp_policy=policy)
+                fully_shard(step_model, mesh=mesh, mp_policy=policy)
+                autocast = False  # FSDP's mixed precision casts the gathered parameters itself
+            optimizer = torch.optim.AdamW(step_model.parameters(), lr=1e-4, fused=True)
+            for p in step_model.parameters():
+                p.grad = torch.zeros_like(p)
+            optimizer.step()  # allocates the moments, as a first step would
             optimizer.zero_grad(set_to_none=True)
-        (snapshot,) = tracker.get_tracker_snapshot("peak").values()
+            x = torch.randint(0, cfg.vocab_size, (micro_batch_size, block_size))
+            y = torch.randint(0, cfg.vocab_size, (micro_batch_size, block_size))
+            tracker = _tracker(step_model, optimizer, (x, y), mesh is not None)
+            with tracker:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    loss = step_model(x, y)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            (snapshot,) = tracker.get_tracker_snapshot("peak").values()
+    finally:
+        if own_group:  # a process group left behind would make later code in this process think it is distributed
+            torch.distributed.destroy_process_group()
     return int(snapshot["Total"])
 
 
@@ -105,13 +111,15 @@ def _tracker(model, optimizer, inputs, fsdp: bool):
 
 
 def _fake_mesh(ranks: int):
-    """A device mesh of ``ranks`` CPU ranks over PyTorch's fake process group (collectives do nothing)."""
+    """A device mesh of ``ranks`` CPU ranks over PyTorch's fake process group (collectives do nothing), and whether
+    the group was created here (the caller then destroys it)."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
-    if dist.is_initialized() and dist.get_world_size() != ranks:
-        dist.destroy_process_group()
-    if not dist.is_initialized():
-        dist.init_process_group("fake", rank=0, world_size=ranks, store=FakeStore())
-    return init_device_mesh("cpu", (ranks,))
+    if dist.is_initialized():
+        if dist.get_backend() != "fake" or dist.get_world_size() != ranks:
+            raise RuntimeError("tracking an FSDP step needs a fake process group: run it outside a distributed run")
+        return init_device_mesh("cpu", (ranks,)), False
+    dist.init_process_group("fake", rank=0, world_size=ranks, store=FakeStore())
+    return init_device_mesh("cpu", (ranks,)), True

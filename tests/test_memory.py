@@ -56,6 +56,7 @@ def test_sharded_and_other_precisions_follow_the_zero_paper():
 )
 def test_estimate_within_ten_percent_of_the_tracked_step(kwargs):
     tracked = tracked_peak(TINY, **kwargs)
+    assert not torch.distributed.is_initialized()  # the fake process group of an FSDP tracking is gone again
     ranks = kwargs.get("fsdp_ranks", 0)
     setting = {k: v for k, v in kwargs.items() if k != "fsdp_ranks"}
     sharding = dict(strategy="fsdp", devices=ranks) if ranks else {}
