@@ -8,8 +8,8 @@ and batch, alternated in one process so that both see the same machine.
 
 A step is forward, loss, backward and an AdamW step (fused for both by default: what GPTLitModule and transformers'
 Trainer use); ours uses the chunked loss (the default), transformers its own ``labels=`` loss. Prints the median and
-mean step time of each (over --rounds alternations, after two warm-up rounds), the ratio of the medians (the figure:
-steady state) and of the means, and how many steps page-faulted fresh memory in (transformers' full float32 logits
+mean step time of each (over --rounds alternations, after two warm-up rounds), the ratio of the medians (the figure)
+and of the means, and how many steps page-faulted fresh memory in (transformers' full float32 logits
 make its heap grow again every few steps on a CPU); writes them as JSON.
 """
 
@@ -102,7 +102,7 @@ def main() -> None:
         print(f"  {name:<13} median {seconds:.3f} s per step ({tokens / seconds:,.0f} tokens/s), "
               f"mean {means[name]:.3f} s; {faulted} steps page-faulted fresh memory in")  # fmt: skip
     if ratio is not None:
-        print(f"  ratio (ours / transformers): {ratio:.2f} of the medians (steady state), "
+        print(f"  ratio (ours / transformers): {ratio:.2f} of the medians, "
               f"{means['lit_gpt5'] / means['transformers']:.2f} of the means")  # fmt: skip
     with open(args.json_out, "w") as f:
         json.dump({"settings": vars(args), "seconds": times, "minor_page_faults": faults, "median": medians,
