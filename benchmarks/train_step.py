@@ -92,7 +92,7 @@ def main() -> None:
                 faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before)
     medians = {name: statistics.median(t) for name, t in times.items()}
     means = {name: statistics.fmean(t) for name, t in times.items()}
-    ratio = medians["lit_gpt5"] / medians["transformers"] if len(steps) == 2 else None
+    ratio = None if args.only else medians["lit_gpt5"] / medians["transformers"]
     compiled = "ours compiled, " if args.compile else ""
     print(f"{args.model}, {args.batch_size} x {args.block_size} tokens, {args.precision}, {args.device}, "
           f"{args.optimizer} AdamW, {compiled}transformers {transformers.__version__}")  # fmt: skip

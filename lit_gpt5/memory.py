@@ -147,7 +147,8 @@ def estimate(
         chunk = min(loss_chunk_size, t)
         logits_kept = 4 * v * c + hidden * t * c
         weight_copy = compute * v * c if residual == 4 and compute == 2 else 0  # fp32 weights cast for the matmul
-        logits = logits_kept + weight_copy + chunk * v * (compute + 4 + (4 if compute != 4 else 0))
+        fp32_copy = 4 if compute != 4 else 0  # log_softmax's float32 cast of a 16-bit chunk
+        logits = logits_kept + weight_copy + chunk * v * (compute + fp32_copy + 4)
 
     # --- Other ----------------------------------------------------------------------------------------------------
     other = 0
@@ -169,11 +170,10 @@ def estimate(
     #     (c): fused AdamW updates in place.
     grad_bytes = 2 if (deepspeed and mixed) or precision == "bf16-true" else 4
     at_loss = params + optimizer + saved + logits + other
-    if loss_chunk_size and sharded_params and mixed:
-        # FSDP gathers the output matrix in 16 bits: the chunked loss's backward hands its gradient over in that
-        # dtype and frees the float32 accumulator before the blocks' backward starts.
-        logits_kept -= 2 * v * c
-    in_backward = params + optimizer + saved + logits_kept + backward_work + other
+    # FSDP gathers the output matrix in 16 bits: the chunked loss's backward hands its gradient over in that dtype
+    # and frees the float32 accumulator before the blocks' backward starts.
+    kept_in_backward = logits_kept - (2 * v * c if loss_chunk_size and sharded_params and mixed else 0)
+    in_backward = params + optimizer + saved + kept_in_backward + backward_work + other
     at_end = params + optimizer + grads + 2 * grad_bytes * v * c + (other if strategy == "ddp" and devices > 1 else 0)
     peak = max(at_loss, in_backward, at_end)
     return MemoryEstimate(params, grads, optimizer, saved, logits, peak, n, other)
