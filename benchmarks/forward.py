@@ -18,6 +18,7 @@ import torch
 
 from lit_gpt5.experiments import forward_seconds, matmul_peak_flops, median_seconds, train_flops_per_token
 from lit_gpt5.model import GPT, GPTConfig
+from lit_gpt5.runtime import keep_freed_memory
 
 DOCUMENTED_BF16_PEAK = {"A100": 312e12, "H100": 989e12, "H200": 989e12, "L4": 121e12, "A10G": 125e12}
 
@@ -32,15 +33,13 @@ def peak_flops(device: str, dtype: torch.dtype) -> tuple[float, str]:
 
 
 def train_step_seconds(model: GPT, batch: int, seq: int, device: str, dtype: torch.dtype, repeats: int) -> float:
-    from lit_gpt5.loss import linear_cross_entropy_sum
-
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as GPTLitModule uses on CPU and GPU
     x = torch.randint(0, model.config.vocab_size, (batch, seq), device=device)
 
     def step() -> None:
         with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
-            total, count = linear_cross_entropy_sum(model.features(x), model.lm_head.weight, x, 512)
+            total, count = model.loss_sum(x, x, chunk_size=512)  # GPTLitModule's default chunked loss
         (total / count).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -56,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json_out", default="forward.json")
     args = parser.parse_args()
+    keep_freed_memory()  # as the CLI does
     model = GPT(GPTConfig.from_name(args.model, dropout=0.0))
     per_token = train_flops_per_token(model, args.block_size)
     tokens = args.batch_size * args.block_size

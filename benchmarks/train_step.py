@@ -50,7 +50,7 @@ def main() -> None:
         attn_implementation="sdpa", **{k: v for k, v in config_to_hf(ours.config).items() if k != "torch_dtype"}
     )
     theirs = transformers.GPT2LMHeadModel(hf_config).to(args.device)
-    state = {k: v for k, v in ours.model.state_dict().items() if k != "lm_head.weight"}
+    state = {k: v for k, v in ours.model.state_dict().items() if k != ours.model.tied_key}
     conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
     theirs.load_state_dict({k: v.t() if k.endswith(conv1d) else v for k, v in state.items()}, strict=False)
     tokens = torch.randint(0, 50257, (args.batch_size, args.block_size + 1), device=args.device)

@@ -11,6 +11,10 @@ from lightning.pytorch.callbacks import ThroughputMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_gpt5.log import get_logger
+
+log = get_logger(__name__)
+
 
 def batch_size(batch) -> int:
     """Sequences in a batch ``(x, y)``; for ThroughputMonitor's ``batch_size_fn``."""
@@ -119,7 +123,7 @@ class TextSampler(L.Callback):
         text = self.sample(pl_module)
         step = trainer.global_step
         self.samples.append((step, text))
-        print(f"\n----- sample at step {step} -----\n{text}\n-----", flush=True)
+        log.info(f"\n----- sample at step {step} -----\n{text}\n-----")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 # TensorBoard renders text as Markdown; a code block keeps the newlines the model learned.

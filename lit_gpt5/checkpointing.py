@@ -14,7 +14,6 @@ import errno
 import io
 import os
 import signal
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -26,8 +25,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lit_gpt5.compat import completed_micro_batches
 from lit_gpt5.errors import UserError
+from lit_gpt5.log import get_logger
 from lit_gpt5.step import NonFiniteLossError
+
+log = get_logger(__name__)
 
 
 class CheckpointWriteError(UserError):
@@ -161,11 +164,7 @@ class ResumableCheckpoint(ModelCheckpoint):
             raise KeyboardInterrupt
         self._stop_signal = signum
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        print(
-            f"\n{name}: finishing this optimizer step, then saving a checkpoint (Ctrl-C again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.warning(f"\n{name}: finishing this optimizer step, then saving a checkpoint (Ctrl-C again to stop at once)")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -205,8 +204,7 @@ class ResumableCheckpoint(ModelCheckpoint):
             return False  # failed before training began (bad checkpoint, bad data): nothing new to save
         if self._stop_signal is not None:
             return True
-        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        return completed % trainer.accumulate_grad_batches == 0
+        return completed_micro_batches(trainer) % trainer.accumulate_grad_batches == 0
 
     def describe_resume_point(self, trainer: L.Trainer) -> str:
         if self.saves_on_exception(trainer):
@@ -226,11 +224,9 @@ class ResumableCheckpoint(ModelCheckpoint):
             return
         super().on_exception(trainer, pl_module, exception)
         if trainer.is_global_zero and self.last_model_path:
-            print(
+            log.warning(
                 f"lit_gpt5: stopped at step {trainer.global_step}; checkpoint: {self.last_model_path} "
-                f"(resume with --ckpt_path {self.last_model_path})",
-                file=sys.stderr,
-                flush=True,
+                f"(resume with --ckpt_path {self.last_model_path})"
             )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -85,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1].strip()
         raise UserError(f"{path} does not hold a GPT matching its own config: {first}") from None
-    model.lm_head.weight = model.transformer.wte.weight
+    model.tie_weights()
     return model
 
 

@@ -25,6 +25,7 @@ from lit_gpt5.callbacks import CoverageMonitor, StepProgressBar, TextSampler, To
 from lit_gpt5.checkpointing import AtomicCheckpointIO, BestCheckpoint, ResumableCheckpoint
 from lit_gpt5.checkpoints import check_checkpoint
 from lit_gpt5.cli_parser import ArgumentParser
+from lit_gpt5.compat import CheckpointArgumentsKept
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_model
 from lit_gpt5.runtime import keep_freed_memory
@@ -44,9 +45,10 @@ def no_advert(record) -> bool:
     return not str(record.msg).startswith("💡 Tip")
 
 
-class GPT5CLI(LightningCLI):
+class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
     """LightningCLI with the project's standard callbacks, atomic checkpoint files, and resuming that honours the
-    arguments given with ``--ckpt_path`` (see ``lit_gpt5.resume``)."""
+    arguments given with ``--ckpt_path`` (``lit_gpt5.resume``, called from ``parse_arguments``; Lightning's own
+    merge of the checkpoint's arguments is turned off by ``CheckpointArgumentsKept``)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         for name, cls in STANDARD_CALLBACKS.items():
@@ -66,12 +68,6 @@ class GPT5CLI(LightningCLI):
         )
         config = self.config[subcommand]
         config.model = settle_resumed_model(config.model, ckpt, ckpt_path)
-
-    def _parse_ckpt_path(self) -> None:
-        """Lightning's version overwrites every ``--model.*`` argument with the checkpoint's hyperparameters, so a
-        resumed run silently ignores a new learning rate or model size. ``resume_model_config`` (called from
-        ``parse_arguments``) takes the checkpoint's values only for the arguments that were not given, and refuses
-        the ones that cannot change."""
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init

@@ -126,13 +126,13 @@ def load_hf(path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout
 
     with torch.device("meta"):
         model = GPT(config)
-    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    expected = {k: v.shape for k, v in model.state_dict().items() if k != GPT.tied_key}
     state: dict[str, torch.Tensor] = {}
     head = None
     for key, tensor in weights.items():
         if key.endswith(HF_BUFFERS):
             continue
-        if key == "lm_head.weight":
+        if key == GPT.tied_key:
             head = tensor
             continue
         name = key if key.startswith("transformer.") else f"transformer.{key}"
@@ -149,10 +149,10 @@ def load_hf(path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout
     if missing:
         raise UserError(f"{path}: the weights miss {len(missing)} tensors, e.g. {missing[0]!r}")
     if head is not None and not torch.equal(head.to(dtype), state["transformer.wte.weight"]):
-        raise UserError(f"{path}: lm_head.weight differs from wte.weight; GPT-2's output head is tied to it")
-    state["lm_head.weight"] = state["transformer.wte.weight"]
+        raise UserError(f"{path}: {GPT.tied_key} differs from wte.weight; GPT-2's output head is tied to it")
+    state[GPT.tied_key] = state["transformer.wte.weight"]
     model.load_state_dict(state, assign=True)
-    model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the shared Parameter
+    model.tie_weights()
     return model
 
 
@@ -167,7 +167,7 @@ def save_hf(model: GPT, out_dir: str | os.PathLike, tokenizer: bool = True) -> N
     config = config_to_hf(model.config)
     tensors = {}
     for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight":
+        if name == GPT.tied_key:
             continue  # tied: HF re-creates it from wte
         tensor = tensor.detach().to("cpu")
         tensors[name] = (tensor.t() if name.endswith(CONV1D) else tensor).contiguous()

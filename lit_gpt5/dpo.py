@@ -14,7 +14,6 @@ policy and the frozen reference.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -24,7 +23,7 @@ from torchmetrics import MeanMetric
 from lit_gpt5.data.preferences import PreferenceDataModule, PreferenceDataset, collate_pairs
 from lit_gpt5.errors import UserError
 from lit_gpt5.lit_module import GPTLitModule
-from lit_gpt5.loss import IGNORE_INDEX, linear_token_losses
+from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.model import GPT
 
 __all__ = ["DPOLitModule", "PreferenceDataModule", "PreferenceDataset", "dpo_loss", "sequence_logps"]
@@ -62,14 +61,7 @@ def dpo_loss(
 
 def sequence_logps(model: GPT, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
     """log pi(response | prompt) of each row: the sum of the log-probabilities of its supervised tokens."""
-    if chunk_size:
-        losses = linear_token_losses(model.features(x), model.lm_head.weight, y, chunk_size)
-    else:
-        logits = model(x)
-        losses = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
-        ).view_as(y)
-    return -losses.sum(-1)
+    return -model.token_losses(x, y, chunk_size).sum(-1)
 
 
 @torch.no_grad()
@@ -244,24 +236,10 @@ class DPOLitModule(GPTLitModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval(batch, "test")
 
-    def on_validation_epoch_end(self) -> None:
-        metrics = self._compute("val")
-        if self.trainer.sanity_checking:
-            # As GPTLitModule: the full pass before training is the starting model's figures, at step 0.
-            if math.isinf(self.trainer.num_sanity_val_steps) and self.trainer.is_global_zero:
-                for logger in self.trainer.loggers:
-                    logger.log_metrics(metrics, step=self.global_step)
-                print(f"step {self.global_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            return
-        for name, value in metrics.items():
-            self.log(name, value, prog_bar=name == "val/loss")
-        self.log("step", float(self.global_step))
-        if self.trainer.is_global_zero and self.trainer.state.fn != "validate":
-            print(f"step {self.global_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    reported_metrics = None  # the console line of each validation shows every metric
 
-    def on_test_epoch_end(self) -> None:
-        for name, value in self._compute("test").items():
-            self.log(name, value)
+    def eval_metrics(self, stage: str) -> dict[str, float]:
+        return self._compute(stage)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

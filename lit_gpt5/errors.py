@@ -40,7 +40,10 @@ def run_main(main: Callable[[], T]) -> T:
     try:
         return main()
     except SystemExit as err:
-        if type(err).__name__ != "SIGTERMException":  # Lightning's; not imported here, to keep start-up light
+        # Lightning's SIGTERMException; looked up rather than imported, to keep start-up light (it is loaded
+        # whenever one can have been raised).
+        lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
+        if lightning is None or not isinstance(err, lightning.SIGTERMException):
             raise
         print("stopped by SIGTERM", file=sys.stderr)
         raise SystemExit(143) from None

@@ -17,7 +17,6 @@ import torch
 from lit_gpt5.callbacks import CoverageMonitor
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.model import GPT
-from lit_gpt5.runtime import keep_freed_memory
 
 
 def train(
@@ -85,25 +84,21 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, 
 
 @torch.no_grad()
 def forward_seconds(model: GPT, batch_size: int, seq_len: int, device: str = "cpu", repeats: int = 5) -> float:
-    """Median time of one forward pass (logits of every position) on random tokens."""
-    keep_freed_memory()  # as training does: no page faults for re-allocating the logits every pass
+    """Median time of one forward pass (logits of every position) on random tokens. Call
+    ``lit_gpt5.runtime.keep_freed_memory()`` first to time it as the CLI trains (no page faults for the logits)."""
     model = model.to(device).eval()
     idx = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
     return median_seconds(lambda: model(idx), repeats=repeats, sync=device != "cpu")
 
 
 def forward_flops(model: GPT, batch_size: int, seq_len: int) -> int:
-    """Matmul FLOPs of one forward pass with every position projected to the vocabulary: 2N per token (N counting
-    the output matrix, as the forward does) plus 4 * layers * T * width for attention's QK^T and AV."""
-    cfg = model.config
-    weights = model.num_params() - cfg.block_size * cfg.n_embd  # the position table does no matmul
-    return batch_size * seq_len * (2 * weights + 4 * cfg.n_layer * seq_len * cfg.n_embd)
+    """Matmul FLOPs of one forward pass with every position projected to the vocabulary (``GPT.flops_per_token``)."""
+    return batch_size * seq_len * model.flops_per_token(seq_len, training=False)
 
 
 def train_flops_per_token(model: GPT, seq_len: int) -> int:
-    """6N + 12 * layers * heads * head size * T: the PaLM paper's count (appendix B) of training FLOPs per token."""
-    cfg = model.config
-    return 6 * model.num_params(non_embedding=True) + 12 * cfg.n_layer * cfg.n_embd * seq_len
+    """Training FLOPs per token, forward and backward (``GPT.flops_per_token``: the PaLM paper's count)."""
+    return model.flops_per_token(seq_len, training=True)
 
 
 def matmul_peak_flops(device: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 2048) -> float:

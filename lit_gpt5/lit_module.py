@@ -11,13 +11,16 @@ import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
+from lit_gpt5.compat import log_during_sanity_check
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import cross_entropy_sum, linear_cross_entropy_sum, mean_loss
+from lit_gpt5.log import get_logger
+from lit_gpt5.loss import mean_loss
 from lit_gpt5.model import GPT, GPTConfig
 from lit_gpt5.optim import adamw_with_schedule, check_schedule, clip_gradients, fused_adamw_possible, lr_at
 from lit_gpt5.resume import apply_policy_changes
-from lit_gpt5.runtime import keep_freed_memory
 from lit_gpt5.step import NonFiniteLossError, StepMean, check_step
+
+log = get_logger(__name__)
 
 __all__ = ["GPTLitModule", "NonFiniteLossError"]
 
@@ -122,7 +125,11 @@ class GPTLitModule(L.LightningModule):
         self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
         self._compiled_loss = None
-        self._grad_norm: torch.Tensor | None = None  # this step's, for clipping without a second pass
+        # The gradient norm of the current optimizer step, (step, norm), from on_before_optimizer_step (which
+        # computes it while finishing the step's mean) for configure_gradient_clipping, which Lightning calls right
+        # after it: its public signature carries no norm, and a second pass over every gradient would cost 2-3% of a
+        # CPU step. Tagged with the step, so a norm is never used for any other step.
+        self._grad_norm: tuple[int, torch.Tensor] | None = None
 
     @staticmethod
     def _load_weights(path: str, sizes: dict, dropout: float | None) -> GPT:
@@ -152,28 +159,13 @@ class GPTLitModule(L.LightningModule):
         return self.model.flops_per_token(seq, training=self.training) * batch * seq
 
     def loss_sum(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sum of token losses over the supervised targets of a batch, and their number."""
+        """Sum of token losses over the supervised targets of a batch, and their number (``GPT.loss_sum``)."""
         self._last_batch_shape = tuple(x.shape)
         if self.hparams.compile:
             if self._compiled_loss is None:
-                self._compiled_loss = torch.compile(self._loss_sum)
-            return self._compiled_loss(x, y)
-        return self._loss_sum(x, y)
-
-    def _loss_sum(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        chunk = self.hparams.loss_chunk_size
-        if chunk and not self._weights_partitioned():
-            return linear_cross_entropy_sum(self.model.features(x), self.model.lm_head.weight, y, chunk)
-        return cross_entropy_sum(self.model(x), y)
-
-    def _weights_partitioned(self) -> bool:
-        """DeepSpeed ZeRO-3 gathers a weight only inside its module's forward: the output matrix cannot be read by
-        the chunked loss there, so the full-logits loss is used."""
-        try:
-            strategy = self.trainer.strategy
-        except RuntimeError:  # not attached to a Trainer
-            return False
-        return type(strategy).__name__ == "DeepSpeedStrategy" and getattr(strategy, "zero_stage_3", False)
+                self._compiled_loss = torch.compile(self.model.loss_sum)
+            return self._compiled_loss(x, y, self.hparams.loss_chunk_size)
+        return self.model.loss_sum(x, y, self.hparams.loss_chunk_size)
 
     def prepare_data(self) -> None:
         # Checked here, before Lightning creates the run's log directory, so bad input leaves no empty run behind.
@@ -198,7 +190,6 @@ class GPTLitModule(L.LightningModule):
                 self.eval_loss_by_set[name] = MeanMetric()
 
     def on_fit_start(self) -> None:
-        keep_freed_memory()  # on CPU, page-faulting each step's freed memory back in costs as much as the matmuls
         if self._rng_seed is None:  # not restored from a checkpoint: the seed of this run (seed_everything)
             self._rng_seed = torch.initial_seed()
         if self.trainer.is_global_zero:
@@ -206,7 +197,7 @@ class GPTLitModule(L.LightningModule):
 
             line = describe_run(self.trainer, self)
             if line:
-                print(line)
+                log.info(line)
 
     def seed_dropout(self, batch_idx: int) -> None:
         """Seed the global RNG from (run seed, rank, micro-batch index): dropout then depends on where in the run a
@@ -233,7 +224,7 @@ class GPTLitModule(L.LightningModule):
             self.skipped_steps += 1
             self.log("train/skipped_steps", float(self.skipped_steps))
         else:
-            self._grad_norm = step.grad_norm
+            self._grad_norm = (self.global_step, step.grad_norm)
             self.log("train/loss", step.loss, prog_bar=True)
             self.log("train/grad_norm", step.grad_norm)  # before clipping: the Trainer clips after this hook
         self.tokens_seen += int(step.tokens)
@@ -254,8 +245,9 @@ class GPTLitModule(L.LightningModule):
         if self.eval_loss_by_set:
             list(self.eval_loss_by_set.values())[dataloader_idx].update(mean, weight=count)
 
-    def _eval_metrics(self, stage: str) -> dict[str, float]:
-        """Token-weighted means, already reduced across ranks; metrics reset for the next evaluation."""
+    def eval_metrics(self, stage: str) -> dict[str, float]:
+        """This evaluation's figures (``val`` or ``test``): token-weighted means, already reduced across ranks; the
+        metrics are reset for the next evaluation."""
         metrics = {}
         for name, metric in [(f"{stage}/loss", self.eval_loss[stage])] + [
             (f"{stage}/loss/{set_name}", m) for set_name, m in self.eval_loss_by_set.items()
@@ -265,25 +257,33 @@ class GPTLitModule(L.LightningModule):
         metrics[f"{stage}/ppl"] = math.exp(min(metrics[f"{stage}/loss"], 50.0))
         return metrics
 
+    # What the console line of each validation shows (None: every metric).
+    reported_metrics: tuple[str, ...] | None = ("val/loss",)
+
+    def report(self, metrics: dict[str, float]) -> None:
+        """One line per validation on rank 0: ``step 100: val/loss 5.1234``."""
+        if self.trainer.is_global_zero:
+            shown = metrics if self.reported_metrics is None else {k: metrics[k] for k in self.reported_metrics}
+            log.info(f"step {self.global_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+
     def on_validation_epoch_end(self) -> None:
-        metrics = self._eval_metrics("val")
+        metrics = self.eval_metrics("val")
         if self.trainer.sanity_checking:
-            # Lightning drops what is logged during the sanity check. When it covered the whole held-out split
-            # (num_sanity_val_steps=-1) it is the untrained model's val loss: record it at the current step.
+            # A sanity check over the whole held-out split (num_sanity_val_steps=-1) is the starting model's figures:
+            # the first point of every curve, at the current step.
             if math.isinf(self.trainer.num_sanity_val_steps) and self.trainer.is_global_zero:
-                for logger in self.trainer.loggers:
-                    logger.log_metrics(metrics, step=self.global_step)
-                print(f"step {self.global_step}: val/loss {metrics['val/loss']:.4f}")
+                log_during_sanity_check(self.trainer, metrics)
+                self.report(metrics)
             return
         for name, value in metrics.items():
             self.log(name, value, prog_bar=name == "val/loss", sync_dist=False)
         # Plot validation at the number of optimizer steps taken (100, 200, ...), not Lightning's last batch index.
         self.log("step", float(self.global_step))
-        if self.trainer.is_global_zero and self.trainer.state.fn != "validate":
-            print(f"step {self.global_step}: val/loss {metrics['val/loss']:.4f}")
+        if self.trainer.state.fn != "validate":
+            self.report(metrics)
 
     def on_test_epoch_end(self) -> None:
-        for name, value in self._eval_metrics("test").items():
+        for name, value in self.eval_metrics("test").items():
             self.log(name, value)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -308,7 +308,7 @@ class GPTLitModule(L.LightningModule):
                 )
         changed = apply_policy_changes(checkpoint, dict(self.hparams), self._lr_at)
         if changed and self.global_rank == 0:
-            print(f"lit_gpt5: the restored optimizer and schedule now follow this run's {', '.join(changed)}")
+            log.info(f"lit_gpt5: the restored optimizer and schedule now follow this run's {', '.join(changed)}")
         state = checkpoint.get("lit_gpt5", {})
         self.tokens_seen = state.get("tokens_seen", 0)
         self.step_mean.load_state_dict(state)
@@ -347,4 +347,6 @@ class GPTLitModule(L.LightningModule):
         )
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm, self._grad_norm)
+        step, norm = self._grad_norm or (None, None)
+        norm = norm if step == self.global_step else None
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm, norm)

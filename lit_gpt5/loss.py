@@ -29,6 +29,13 @@ def cross_entropy_sum(
     return loss_sum, (targets != ignore_index).sum()
 
 
+def cross_entropy_tokens(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """The loss of every position, shaped like ``targets``, 0 where the target is ignored (float32 log-softmax)."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=ignore_index, reduction="none"
+    ).view_as(targets)
+
+
 def mean_loss(loss_sum: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """loss_sum / count, with 0 (never NaN) when nothing was supervised."""
     return loss_sum / count.clamp(min=1)

@@ -16,12 +16,14 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
+from lit_gpt5.compat import deepspeed_zero, fsdp_offloads_parameters, strategy_kind
 from lit_gpt5.errors import ArgumentParser, UserError
 from lit_gpt5.model import CONFIGS, GPTConfig
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("ddp", "fsdp", "deepspeed_stage_2", "deepspeed_stage_3")
 GiB = 2**30
+DEFAULT_LOSS_CHUNK = 512  # GPTLitModule's loss_chunk_size default: the estimate assumes the loss training uses
 CONFIG_NAMES = tuple(CONFIGS)
 
 
@@ -68,11 +70,12 @@ def estimate(
     strategy: str = "ddp",
     devices: int = 1,
     cpu_offload: bool = False,
-    loss_chunk_size: int = 0,
+    loss_chunk_size: int = DEFAULT_LOSS_CHUNK,
 ) -> MemoryEstimate:
     """The memory of one training step of ``model`` (a ``GPTConfig.from_name`` name or a ``GPTConfig``) on each
     device: ``micro_batch_size`` sequences of ``block_size`` tokens per forward, AdamW, ``precision`` as Lightning
-    names it, ``strategy`` over ``devices`` GPUs. ``loss_chunk_size=0`` is the full-logits loss."""
+    names it, ``strategy`` over ``devices`` GPUs. ``loss_chunk_size``: the chunked loss training uses by default
+    (``--model.loss_chunk_size``); 0 is the full-logits loss."""
     cfg = _config(model)
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -233,12 +236,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategy", default="ddp", choices=STRATEGIES)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--cpu_offload", action="store_true")
-    parser.add_argument("--loss_chunk_size", type=int, default=0, help="0: the full-logits loss")
+    parser.add_argument(
+        "--loss_chunk_size",
+        type=int,
+        default=DEFAULT_LOSS_CHUNK,
+        help=f"positions per chunk of the loss's vocabulary projection (training's default: {DEFAULT_LOSS_CHUNK}); "
+        "0: the full-logits loss",
+    )
     parser.add_argument("--gpu_memory", type=parse_size, default=None, help="e.g. 24GiB: say whether it fits")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = vars(parser.parse_args(argv))
     gpu_memory, as_json = args.pop("gpu_memory"), args.pop("json")
-    args["model"] = args["model"]
     est = estimate(**args)
     fits = None if gpu_memory is None else est.peak <= gpu_memory
     advice = suggestions(args, gpu_memory) if fits is False else []
@@ -249,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args['model']}, T={args['block_size']}, micro-batch {args['micro_batch_size']}, {args['precision']}, "
         f"{args['strategy']} x{args['devices']}"
         + (", activation checkpointing" if args["activation_checkpointing"] else "")
-        + (f", loss chunks of {args['loss_chunk_size']}" if args["loss_chunk_size"] else "")
+        + (f", chunked loss ({args['loss_chunk_size']} positions)" if args["loss_chunk_size"] else ", full-logits loss")
         + (", CPU offload" if args["cpu_offload"] else "")
     )
     print(est.table(gpu_memory))
@@ -260,12 +268,6 @@ def main(argv: list[str] | None = None) -> None:
         print("nothing tried alone or together fits; use more GPUs (--strategy fsdp --devices N)")
 
 
-if __name__ == "__main__":
-    from lit_gpt5.errors import run_main
-
-    run_main(main)
-
-
 def run_settings(trainer, module) -> dict | None:
     """The ``estimate`` arguments of a Lightning run (None when the data module does not say its batch shape)."""
     datamodule = getattr(trainer, "datamodule", None)
@@ -273,14 +275,12 @@ def run_settings(trainer, module) -> dict | None:
     if not block_size or not batch_size:
         return None
     strategy, cpu_offload = "ddp", False
-    name = type(trainer.strategy).__name__
-    if "FSDP" in name:
-        strategy = "fsdp"
-        cpu_offload = bool(getattr(getattr(trainer.strategy, "cpu_offload", None), "offload_params", False))
-    elif "DeepSpeed" in name:
-        zero = (getattr(trainer.strategy, "config", None) or {}).get("zero_optimization", {})
-        strategy = "deepspeed_stage_3" if zero.get("stage") == 3 else "deepspeed_stage_2"
-        cpu_offload = bool(zero.get("offload_optimizer"))
+    kind = strategy_kind(trainer.strategy)
+    if kind == "fsdp":
+        strategy, cpu_offload = "fsdp", fsdp_offloads_parameters(trainer.strategy)
+    elif kind == "deepspeed":
+        stage, cpu_offload = deepspeed_zero(trainer.strategy)
+        strategy = "deepspeed_stage_3" if stage == 3 else "deepspeed_stage_2"
     precision = str(trainer.precision)
     return dict(
         model=module.config,
@@ -309,3 +309,9 @@ def describe_run(trainer, module) -> str | None:
         f"GiB; {settings['strategy']} x{settings['devices']}, micro-batch {settings['micro_batch_size']} x "
         f"{settings['block_size']} tokens, {settings['precision']}); python -m lit_gpt5.memory --help for what-ifs"
     )
+
+
+if __name__ == "__main__":
+    from lit_gpt5.errors import run_main
+
+    run_main(main)

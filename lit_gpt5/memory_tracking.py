@@ -1,9 +1,10 @@
 """Measuring a training step's memory without a GPU: PyTorch's memory tracker on fake tensors.
 
-``torch.distributed._tools.mem_tracker.MemTracker`` follows every tensor a real training step of the real model
-allocates and frees, while ``FakeTensorMode`` makes those tensors shapes only: a GPT-2 XL step is "measured" in
-seconds on a laptop. ``FSDPMemTracker`` does the same for one rank of an FSDP2 (``fully_shard``) run, with a fake
-process group standing in for the other ranks. Allocations are rounded to 512 bytes, as CUDA's caching allocator does.
+PyTorch's ``MemTracker`` (private: reached through ``lit_gpt5.compat``) follows every tensor a real training step
+of the real model allocates and frees, while ``FakeTensorMode`` makes those tensors shapes only: a GPT-2 XL step is
+"measured" in seconds on a laptop. ``FSDPMemTracker`` does the same for one rank of an FSDP2 (``fully_shard``) run,
+with a fake process group standing in for the other ranks. Allocations are rounded to 512 bytes, as CUDA's caching
+allocator does.
 
 The step measured: ``GPT`` built from the config (dropout 0), fused AdamW, forward under ``torch.autocast(bfloat16)``
 for ``bf16-mixed`` (for FSDP: ``MixedPrecisionPolicy(param_dtype=bfloat16)``, as FSDP runs), the loss as
@@ -16,7 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from lit_gpt5.loss import cross_entropy_sum, linear_cross_entropy_sum
+from lit_gpt5.compat import (
+    fake_process_group_store,
+    fake_tensor_mode,
+    fsdp_memory_tracker,
+    memory_tracker,
+)
+from lit_gpt5.memory import DEFAULT_LOSS_CHUNK
 from lit_gpt5.model import GPT, GPTConfig
 
 
@@ -28,17 +35,8 @@ class _GPTWithLoss(torch.nn.Module):
         self.gpt, self.loss_chunk_size = gpt, loss_chunk_size
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.loss_chunk_size:
-            # One softmax pass per chunk, as on a GPU (the estimate's device); a CPU works through a chunk in blocks.
-            total, count = linear_cross_entropy_sum(
-                self.gpt.features(x),
-                self.gpt.lm_head.weight,
-                y,
-                self.loss_chunk_size,
-                softmax_rows=self.loss_chunk_size,
-            )
-        else:
-            total, count = cross_entropy_sum(self.gpt(x), y)
+        # One softmax pass per chunk, as on a GPU (the estimate's device); a CPU works through a chunk in blocks.
+        total, count = self.gpt.loss_sum(x, y, self.loss_chunk_size, softmax_rows=self.loss_chunk_size or None)
         return total / count
 
 
@@ -48,19 +46,17 @@ def tracked_peak(
     micro_batch_size: int,
     precision: str = "bf16-mixed",
     activation_checkpointing: bool = False,
-    loss_chunk_size: int = 0,
+    loss_chunk_size: int = DEFAULT_LOSS_CHUNK,
     fsdp_ranks: int = 0,
 ) -> int:
     """Peak bytes of one training step, tracked on fake tensors; ``fsdp_ranks`` > 0: on one of that many FSDP ranks."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
     if precision not in ("bf16-mixed", "32-true"):
         raise ValueError(f"tracked precisions are bf16-mixed and 32-true, got {precision}")
     cfg = GPTConfig.from_name(model) if isinstance(model, str) else model
     cfg = GPTConfig(**{**cfg.__dict__, "dropout": 0.0})
     mesh, own_group = _fake_mesh(fsdp_ranks) if fsdp_ranks else (None, False)
     try:
-        with FakeTensorMode():
+        with fake_tensor_mode():
             gpt = GPT(cfg)
             gpt.gradient_checkpointing = activation_checkpointing
             step_model = _GPTWithLoss(gpt, loss_chunk_size)
@@ -98,14 +94,10 @@ def tracked_peak(
 
 def _tracker(model, optimizer, inputs, fsdp: bool):
     if fsdp:
-        from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
-
-        tracker = FSDPMemTracker(model, optimizer)
+        tracker = fsdp_memory_tracker(model, optimizer)
         tracker.track_inputs(inputs)
         return tracker
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    tracker = MemTracker()
+    tracker = memory_tracker()
     tracker.track_external(model, optimizer, *inputs)
     return tracker
 
@@ -115,11 +107,10 @@ def _fake_mesh(ranks: int):
     the group was created here (the caller then destroys it)."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.testing._internal.distributed.fake_pg import FakeStore
 
     if dist.is_initialized():
         if dist.get_backend() != "fake" or dist.get_world_size() != ranks:
             raise RuntimeError("tracking an FSDP step needs a fake process group: run it outside a distributed run")
         return init_device_mesh("cpu", (ranks,)), False
-    dist.init_process_group("fake", rank=0, world_size=ranks, store=FakeStore())
+    dist.init_process_group("fake", rank=0, world_size=ranks, store=fake_process_group_store())
     return init_device_mesh("cpu", (ranks,)), True

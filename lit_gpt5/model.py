@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lit_gpt5.loss import cross_entropy_sum, cross_entropy_tokens, linear_cross_entropy_sum, linear_token_losses
+
 
 @dataclass
 class GPTConfig:
@@ -166,14 +168,21 @@ class GPT(nn.Module):
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Tied input and output embeddings, as in GPT-2: 38.6M fewer parameters for the 124M model.
-        self.lm_head.weight = self.transformer.wte.weight
+        self.tie_weights()
         self.apply(self._init_weights)
         # GPT-2's scaled init: each block adds two residual branches, so their output projections start with std
         # 0.02 / sqrt(2 * n_layer) to keep the residual stream's variance independent of depth.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    # The output matrix's name in state dicts, ours and Hugging Face's: a second name for the token embedding.
+    tied_key = "lm_head.weight"
+
+    def tie_weights(self) -> None:
+        """The output projection is the token embedding, as in GPT-2: 38.6M fewer parameters for the 124M model.
+        Called again after loading a state dict with ``assign=True``, which replaces the shared Parameter."""
+        self.lm_head.weight = self.transformer.wte.weight
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -188,7 +197,9 @@ class GPT(nn.Module):
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def flops_per_token(self, seq_len: int, training: bool = True) -> int:
-        """Matmul FLOPs per token (PaLM appendix B): 2N forward, 6N with backward, plus attention scores."""
+        """Matmul FLOPs per token (PaLM appendix B): 2N forward, 6N with backward, plus attention scores. N counts the
+        tied output matrix once (the vocabulary projection is a matmul) and not the position table (a lookup). The
+        one FLOP count of the package: MFU, ThroughputMonitor and the benchmarks all read it."""
         cfg = self.config
         attn = 4 * cfg.n_layer * seq_len * cfg.n_embd  # QK^T and AV: 2 * seq_len * n_embd each, per layer
         forward = 2 * self.num_params(non_embedding=True) + attn
@@ -212,6 +223,32 @@ class GPT(nn.Module):
         """
         x = self.features(idx, input_pos, kv_cache, padding_mask)
         return self.lm_head(x[:, -1:] if last_only else x)
+
+    def loss_sum(
+        self, idx: torch.Tensor, targets: torch.Tensor, chunk_size: int = 0, softmax_rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the cross-entropy over targets != -100, their number): the language-model loss, the one way every
+        trainer, benchmark and memory measurement of the package computes it. ``chunk_size`` > 0 projects that many
+        positions to the vocabulary at a time (``lit_gpt5.loss``): the same loss and gradients without ever holding
+        all (B x T x 50,257) logits; 0 is the plain full-logits loss. ``softmax_rows``: see ``lit_gpt5.loss``."""
+        if chunk_size and self._head_readable():
+            return linear_cross_entropy_sum(self.features(idx), self.lm_head.weight, targets, chunk_size, softmax_rows)
+        return cross_entropy_sum(self(idx), targets)
+
+    def token_losses(
+        self, idx: torch.Tensor, targets: torch.Tensor, chunk_size: int = 0, softmax_rows: int | None = None
+    ) -> torch.Tensor:
+        """Cross-entropy of every position, shaped like ``targets``, 0 where the target is -100: for losses weighted
+        per token or summed per sequence (DPO's log-probabilities). ``chunk_size`` as in ``loss_sum``."""
+        if chunk_size and self._head_readable():
+            return linear_token_losses(self.features(idx), self.lm_head.weight, targets, chunk_size, softmax_rows)
+        return cross_entropy_tokens(self(idx), targets)
+
+    def _head_readable(self) -> bool:
+        """Whether the output matrix can be read outside ``lm_head``'s forward. A sharding scheme that gathers a
+        weight only inside its module's forward (DeepSpeed ZeRO-3) leaves an empty tensor here in between: the chunked
+        loss then falls back to projecting through ``lm_head`` itself, whose forward gathers it."""
+        return self.lm_head.weight.numel() > 0
 
     def features(
         self,

@@ -16,7 +16,11 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
+from lit_gpt5.compat import set_scheduler_last_lr
 from lit_gpt5.errors import UserError
+from lit_gpt5.log import get_logger
+
+log = get_logger(__name__)
 
 ARCHITECTURE = ("model_name", "n_positions", "n_layer", "n_head", "n_embd", "bias")
 # Training-policy arguments a resumed run applies to the restored optimizer and schedule.
@@ -74,7 +78,7 @@ def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: b
             )
     changed = [f"{k} {theirs[k]} -> {args[k]}" for k in _keys(args) if k in theirs and args[k] != theirs[k]]
     if changed and report and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
-        print(f"lit_gpt5: resuming {Path(ckpt_path).name} with changed settings: {', '.join(changed)}")
+        log.info(f"lit_gpt5: resuming {Path(ckpt_path).name} with changed settings: {', '.join(changed)}")
     if init_from:
         # The checkpoint records the architecture it holds; init_from's file may be gone, and is not needed, except
         # by DPO, whose frozen reference is the model it started from.
@@ -114,5 +118,5 @@ def apply_policy_changes(checkpoint: dict, hparams: dict, lr_at_step) -> list[st
     for state in checkpoint.get("lr_schedulers", []):
         n = len(state.get("base_lrs", []))
         state["base_lrs"] = [hparams["learning_rate"]] * n
-        state["_last_lr"] = [lr_at_step(step)] * n
+        set_scheduler_last_lr(state, [lr_at_step(step)] * n)
     return changed

@@ -13,7 +13,8 @@ def keep_freed_memory() -> None:
     the matmuls (measured: 1.24 s -> 0.66 s per step for gpt-micro, B=8, T=256, bf16; and a notebook's training runs
     spent most of their time in the kernel). PyTorch's CPU tuning guide suggests a caching allocator (jemalloc,
     tcmalloc) for the same reason; this is the zero-dependency version. Harmless elsewhere: CUDA memory has its own
-    caching allocator. Called by the CLI at start and by ``GPTLitModule`` when fitting starts.
+    caching allocator. It changes the whole process, so the library never calls it on its own: the CLI calls it at
+    start, and notebooks, benchmarks or your own script call it when they want the CLI's speed.
     """
     if not sys.platform.startswith("linux"):
         return

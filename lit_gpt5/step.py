@@ -19,7 +19,11 @@ from typing import Literal
 
 import torch
 
+from lit_gpt5.compat import norms, scale_
 from lit_gpt5.errors import UserError
+from lit_gpt5.log import get_logger
+
+log = get_logger(__name__)
 
 NonFinitePolicy = Literal["stop", "skip"]
 
@@ -91,9 +95,9 @@ class StepMean:
         ref = (self.ref or 1.0) * accumulate * world_size
         scale = ref / units if units > 0 else 0.0
         if scale != 1.0 and grads:
-            torch._foreach_mul_(grads, scale)
-        norms = [n.float() for n in torch._foreach_norm(grads)] if grads else [torch.zeros(())]
-        grad_norm = torch.linalg.vector_norm(torch.stack(norms))
+            scale_(grads, scale)
+        per_tensor = [n.float() for n in norms(grads)] if grads else [torch.zeros(())]
+        grad_norm = torch.linalg.vector_norm(torch.stack(per_tensor))
         return StepResult(
             loss=loss_sum / max(units, 1.0),
             units=units,
@@ -131,7 +135,7 @@ def check_step(
     if policy == "stop":
         raise NonFiniteLossError(what, step)
     kind = "loss" if not result.loss_finite else "gradient"
-    print(f"lit_gpt5: non-finite {kind} at step {step}; skipping this optimizer step ({what})")
+    log.warning(f"lit_gpt5: non-finite {kind} at step {step}; skipping this optimizer step ({what})")
     for p in parameters:
         p.grad = None
     return False

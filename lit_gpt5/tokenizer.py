@@ -9,6 +9,7 @@ from importlib import resources
 
 import tiktoken
 
+from lit_gpt5.compat import r50k_split_pattern
 from lit_gpt5.errors import UserError
 
 EOT = "<|endoftext|>"
@@ -36,15 +37,19 @@ def parse_ranks(data: bytes, source: str = "lit_gpt5/assets/gpt2.tiktoken") -> d
 
 
 @lru_cache(maxsize=1)
+def mergeable_ranks() -> dict[bytes, int]:
+    """The bundled GPT-2 BPE ranks (token bytes -> rank = id), checked."""
+    return parse_ranks(resources.files("lit_gpt5").joinpath("assets/gpt2.tiktoken").read_bytes())
+
+
+@lru_cache(maxsize=1)
 def get_tokenizer() -> tiktoken.Encoding:
     """The GPT-2 tokenizer: ids identical to ``tiktoken.get_encoding("r50k_base")``, named ``gpt2``."""
     # The split regex is tiktoken's own r50k pattern, so ids stay identical as tiktoken evolves it.
-    from tiktoken_ext.openai_public import r50k_pat_str
-
     return tiktoken.Encoding(
         name="gpt2",
-        pat_str=r50k_pat_str,
-        mergeable_ranks=parse_ranks(resources.files("lit_gpt5").joinpath("assets/gpt2.tiktoken").read_bytes()),
+        pat_str=r50k_split_pattern(),
+        mergeable_ranks=mergeable_ranks(),
         special_tokens={EOT: EOT_ID},
         explicit_n_vocab=VOCAB_SIZE,
     )
@@ -87,7 +92,7 @@ def save_hf_tokenizer(out_dir, model_max_length: int = 1024) -> None:
     from lit_gpt5.files import write_bytes_atomic
 
     out = Path(out_dir)
-    ranks = get_tokenizer()._mergeable_ranks
+    ranks = mergeable_ranks()
     byte_char = bytes_to_unicode()
 
     def show(token: bytes) -> str:

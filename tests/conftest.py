@@ -211,12 +211,17 @@ def hf_dir(tmp_path_factory):
 
 @pytest.fixture
 def quiet_lightning():
-    """Lightning's INFO lines ("Seed set to ...") are not errors; in-process they also go to a stream pytest closes."""
+    """Lightning's INFO lines ("Seed set to ...") are not errors; in-process they also go to a stream pytest closes.
+    Lightning's loggers only: lit_gpt5's own messages are part of what the tests check."""
     import logging
 
-    logging.disable(logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     yield
-    logging.disable(logging.NOTSET)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 @pytest.fixture

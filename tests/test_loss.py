@@ -109,3 +109,37 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1], strict=True):
         torch.testing.assert_close(a, b)
+
+
+class GatheringHead(torch.nn.Module):
+    """An output projection whose weight lives elsewhere outside its forward, as DeepSpeed ZeRO-3 keeps a partitioned
+    parameter: an empty tensor in between, the full matrix only while ``forward`` runs."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.full = weight
+        self.weight = torch.nn.Parameter(torch.empty(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.full.t()
+
+
+@pytest.mark.parametrize("chunk_size", [0, 7])
+def test_the_one_loss_entry_chunked_full_and_partitioned(chunk_size):
+    from lit_gpt5.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=97, n_layer=2, n_head=2, n_embd=16))
+    x = torch.randint(0, 97, (3, 10))
+    y = torch.randint(0, 97, (3, 10))
+    y[0, :4] = IGNORE_INDEX
+    expected_sum, expected_count = cross_entropy_sum(model(x), y)
+    total, count = model.loss_sum(x, y, chunk_size)
+    assert torch.allclose(total, expected_sum, atol=1e-5) and count == expected_count
+    per_token = model.token_losses(x, y, chunk_size)
+    assert per_token.shape == y.shape and torch.allclose(per_token.sum(), expected_sum, atol=1e-5)
+    assert (per_token[0, :4] == 0).all()
+    # A head whose weight cannot be read outside its forward: the chunked path falls back to the head's forward.
+    model.lm_head = GatheringHead(model.transformer.wte.weight.detach())
+    assert torch.allclose(model.loss_sum(x, y, chunk_size)[0], expected_sum, atol=1e-5)
+    assert torch.allclose(model.token_losses(x, y, chunk_size).sum(), expected_sum, atol=1e-5)

@@ -48,7 +48,8 @@ def test_sharded_and_other_precisions_follow_the_zero_paper():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(block_size=128, micro_batch_size=4),
+        dict(block_size=128, micro_batch_size=4, loss_chunk_size=0),
+        dict(block_size=128, micro_batch_size=4),  # the defaults: training's chunked loss, in both
         dict(block_size=128, micro_batch_size=4, loss_chunk_size=64, activation_checkpointing=True),
         dict(block_size=64, micro_batch_size=8, loss_chunk_size=128),
         dict(block_size=128, micro_batch_size=4, loss_chunk_size=64, activation_checkpointing=True, fsdp_ranks=2),
@@ -64,16 +65,27 @@ def test_estimate_within_ten_percent_of_the_tracked_step(kwargs):
 
 
 def test_chunked_loss_peak_is_a_fraction_of_the_full_loss():
-    full = estimate("gpt2-large", 1024, 8)
-    chunked = estimate("gpt2-large", 1024, 8, loss_chunk_size=512)
+    full = estimate("gpt2-large", 1024, 8, loss_chunk_size=0)
+    chunked = estimate("gpt2-large", 1024, 8)  # the default: the loss training uses
     assert full.logits > 12 * 8 * 1024 * 50257 - 1  # float32 log-softmax and two gradients of (B x T x V)
     assert chunked.logits < full.logits / 5
+
+
+def test_defaults_are_the_training_defaults():
+    from lit_gpt5.lit_module import GPTLitModule
+    from lit_gpt5.memory import DEFAULT_LOSS_CHUNK
+
+    assert GPTLitModule(model_name="gpt-nano").hparams.loss_chunk_size == DEFAULT_LOSS_CHUNK
+    assert estimate("gpt2", 256, 4) == estimate("gpt2", 256, 4, loss_chunk_size=GPTLitModule().hparams.loss_chunk_size)
 
 
 def test_command_prints_a_table_json_and_what_makes_it_fit(capsys):
     main(["--model", "gpt2-large", "--block_size", "1024", "--micro_batch_size", "8", "--gpu_memory", "24GiB"])
     out = capsys.readouterr().out
+    assert "chunked loss (512 positions)" in out  # says which loss it assumed: training's default
     assert "does NOT fit in 24.0 GiB" in out and "what makes it fit" in out and "activation checkpointing" in out
+    main(["--model", "gpt2-large", "--block_size", "1024", "--micro_batch_size", "8", "--loss_chunk_size", "0"])
+    assert "full-logits loss" in capsys.readouterr().out
     main(["--model", "gpt2-xl", "--strategy", "fsdp", "--devices", "8", "--gpu_memory", "80GB", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert report["n_params"] == 1_557_611_200 and report["fits"] is True and report["peak"] < 80e9

@@ -15,25 +15,33 @@ from lit_gpt5.errors import UserError
 from lit_gpt5.loss import IGNORE_INDEX
 
 
-def collate(examples: Sequence[dict[str, torch.Tensor]], pad_id: int = 50256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest example and shift: ``x`` = input_ids[:, :-1], ``y`` = labels[:, 1:].
+def pad_rows(
+    rows: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int = 50256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, labels)`` rows right-padded to the longest and shifted: ``x`` = ids[:, :-1], ``y`` =
+    labels[:, 1:]. The one padding of the package: instruction examples and both sides of preference pairs.
 
-    Padding is known by position (past each example's length), never by token value: GPT-2 pads with the id of
+    Padding is known by position (past each row's length), never by token value: GPT-2 pads with the id of
     ``<|endoftext|>``, which is also the last, supervised token of every response. Padded targets are -100; padded
     inputs come after every real token, so causal attention never lets a real token see them.
     """
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[row, :n] = e["input_ids"]
-        labels[row, :n] = e["labels"]
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    for row, (row_ids, row_labels) in enumerate(rows):
+        ids[row, : len(row_ids)] = row_ids
+        labels[row, : len(row_ids)] = row_labels
     return ids[:, :-1], labels[:, 1:]
 
 
+def collate(examples: Sequence[dict[str, torch.Tensor]], pad_id: int = 50256) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch ``(x, y)`` of ``{"input_ids", "labels"}`` examples (``pad_rows``)."""
+    return pad_rows([(e["input_ids"], e["labels"]) for e in examples], pad_id)
+
+
 class SFTBatches(IndexedBatchStream):
-    """Endless shuffled training batches of a map-style dataset of examples, each batch collated.
+    """Endless shuffled training batches of a ``RecordDataset`` (instruction examples or preference pairs), each
+    batch collated (by ``collate_fn``, default the dataset's own ``collate``).
 
     Epoch ``e`` is a permutation seeded with (seed, e). With ``bucket``, the permutation is cut into chunks of
     ``64 * batch_size`` examples, each chunk sorted by length and cut into batches, and the batches shuffled again:
@@ -58,8 +66,8 @@ class SFTBatches(IndexedBatchStream):
         if len(dataset) == 0:
             raise UserError("no training example is left after tokenizing and truncating; raise --data.max_length")
         self.dataset, self.batch_size, self.bucket = dataset, batch_size, bucket
-        self.collate_fn = collate_fn or partial(collate, pad_id=dataset.eot)
-        self.lengths = np.array(lengths if lengths is not None else [len(ids) for ids, _ in dataset.examples])
+        self.collate_fn = collate_fn or dataset.collate
+        self.lengths = np.array(lengths if lengths is not None else dataset.lengths())
         self.batches_per_epoch = -(-len(dataset) // batch_size)
         self._epoch: tuple[int, list[np.ndarray]] | None = None
 
@@ -95,7 +103,7 @@ def eval_batches(
     dataset: Dataset, batch_size: int, rank: int = 0, world_size: int = 1, collate_fn=None, lengths=None
 ) -> EvalBatches:
     """Every example once, in batches of similar length, split across ranks and workers without repeats."""
-    lengths = lengths if lengths is not None else [len(ids) for ids, _ in dataset.examples]
-    make_batch = partial(collated, dataset, collate_fn or partial(collate, pad_id=dataset.eot))
+    lengths = lengths if lengths is not None else dataset.lengths()
+    make_batch = partial(collated, dataset, collate_fn or dataset.collate)
     order = sorted(range(len(dataset)), key=lambda i: lengths[i])
     return EvalBatches.chunked(order, batch_size, make_batch, rank, world_size)

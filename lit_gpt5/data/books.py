@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 from lit_gpt5.data.gutenberg import Book, load_book
-from lit_gpt5.data.samplers import Sampling
-from lit_gpt5.data.windows import Split, TokenWindowDataModule
+from lit_gpt5.data.windows import TokenWindowDataModule
 from lit_gpt5.errors import UserError
 from lit_gpt5.files import atomic_path
+from lit_gpt5.log import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def tokenize_cached(text: str, cache_dir: str | os.PathLike, tokenizer=None) -> 
                 return tokens
         except (SafetensorError, OSError, ValueError, KeyError):
             pass
-        print(f"lit_gpt5: token cache {path} is damaged; rebuilding it")
+        log.warning(f"lit_gpt5: token cache {path} is damaged; rebuilding it")
     if tokenizer.n_vocab > 2**16:
         raise ValueError(f"tokenizer {tokenizer.name} has {tokenizer.n_vocab} ids, more than uint16 holds")
     ids = np.asarray(tokenizer.encode_ordinary(text), dtype=np.uint16)
@@ -128,30 +130,9 @@ class GutenbergDataModule(TokenWindowDataModule):
         cache_dir: str | None = None,
         book_ids: list[int] | None = None,
         text_paths: list[str] | None = None,
-        block_size: int = 256,
-        batch_size: int = 16,
-        val_batch_size: int | None = None,
-        val_fraction: float = 0.1,
-        split: Split = "tail",
-        interleave_blocks: int = 100,
-        sampling: Sampling = "random",
-        random_offset: bool = False,
-        num_workers: int = 0,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            tokens=None,
-            block_size=block_size,
-            batch_size=batch_size,
-            val_batch_size=val_batch_size,
-            val_fraction=val_fraction,
-            split=split,
-            interleave_blocks=interleave_blocks,
-            sampling=sampling,
-            random_offset=random_offset,
-            num_workers=num_workers,
-            seed=seed,
-        )
+        super().__init__(tokens=None, **kwargs)
         self.sources = book_sources(book_id, url, text_path, cache_dir, book_ids, text_paths)
 
     def load_documents(self) -> dict[str, torch.Tensor]:

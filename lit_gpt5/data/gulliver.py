@@ -14,8 +14,8 @@ import re
 
 from lit_gpt5.data.books import BookSource
 from lit_gpt5.data.instructions import SFTDataModule, as_dicts, normalize_record
-from lit_gpt5.data.preferences import PreferenceDataModule, as_pair_dicts, held_out_key, normalize_pair
-from lit_gpt5.data.records import split_by_hash, write_jsonl
+from lit_gpt5.data.preferences import PreferenceDataModule, as_pair_dicts, normalize_pair
+from lit_gpt5.data.records import write_jsonl
 from lit_gpt5.errors import UserError
 
 _PART = re.compile(r"^PART ([IV]+)\. (.+?)\.?$", re.MULTILINE)
@@ -123,8 +123,9 @@ class GulliverInstructDataModule(SFTDataModule):
 
     The book comes from the same place as for pretraining (``book_id``, ``url`` or ``text_path``, with the same
     cache), so it works offline once the book is cached. The derived records are written next to the cached book as
-    ``instructions-train.jsonl`` and ``instructions-val.jsonl`` for inspection. The other arguments are
-    ``SFTDataModule``'s.
+    ``instructions-train.jsonl`` and ``instructions-val.jsonl`` for inspection. Defaults that differ from
+    ``SFTDataModule``'s: 10% held out, examples of at most 256 tokens (the CPU models' context), the ``plain``
+    template. The other arguments are ``SFTDataModule``'s.
     """
 
     def __init__(
@@ -135,25 +136,10 @@ class GulliverInstructDataModule(SFTDataModule):
         cache_dir: str | None = None,
         val_fraction: float = 0.1,
         max_length: int = 256,
-        batch_size: int = 8,
-        val_batch_size: int | None = None,
         template: str = "plain",
-        bucket_by_length: bool = True,
-        mask_prompt: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            mask_prompt=mask_prompt,
-            val_fraction=val_fraction,
-            max_length=max_length,
-            batch_size=batch_size,
-            val_batch_size=val_batch_size,
-            template=template,
-            bucket_by_length=bucket_by_length,
-            num_workers=num_workers,
-            seed=seed,
-        )
+        super().__init__(val_fraction=val_fraction, max_length=max_length, template=template, **kwargs)
         self.source = BookSource(book_id, url, text_path, cache_dir)
 
     def prepare_data(self) -> None:
@@ -166,8 +152,7 @@ class GulliverInstructDataModule(SFTDataModule):
     def split(self, book_text: str) -> tuple[list[dict], list[dict]]:
         """(training, held-out) records of the book, held out by hash."""
         records = [normalize_record(r, "gulliver") for r in gulliver_instructions(book_text)]
-        train, val = split_by_hash(records, self.hparams.val_fraction, self.hparams.seed, key=lambda r: r)
-        return as_dicts(train), as_dicts(val)
+        return self.split_records(as_dicts(records))
 
     def load_records(self) -> tuple[list[dict], list[dict]]:
         return self.split(self.source.load().text)
@@ -207,7 +192,9 @@ def gulliver_preferences(book_text: str) -> list[dict]:
 
 class GulliverPreferenceDataModule(PreferenceDataModule):
     """The preference set derived from Gulliver's Travels (``gulliver_preferences``), held out by hash, from the same
-    book source as pretraining and instruction tuning. The other arguments are ``PreferenceDataModule``'s."""
+    book source as pretraining and instruction tuning. Defaults that differ from ``PreferenceDataModule``'s: sides of
+    at most 256 tokens and the ``plain`` template, as ``GulliverInstructDataModule``. The other arguments are
+    ``PreferenceDataModule``'s."""
 
     def __init__(
         self,
@@ -215,31 +202,17 @@ class GulliverPreferenceDataModule(PreferenceDataModule):
         url: str | None = None,
         text_path: str | None = None,
         cache_dir: str | None = None,
-        val_fraction: float = 0.1,
         max_length: int = 256,
-        batch_size: int = 8,
-        val_batch_size: int | None = None,
         template: str = "plain",
-        bucket_by_length: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            val_fraction=val_fraction,
-            max_length=max_length,
-            batch_size=batch_size,
-            val_batch_size=val_batch_size,
-            template=template,
-            bucket_by_length=bucket_by_length,
-            num_workers=num_workers,
-            seed=seed,
-        )
+        super().__init__(max_length=max_length, template=template, **kwargs)
         self.source = BookSource(book_id, url, text_path, cache_dir)
 
     def split(self, book_text: str) -> tuple[list[dict], list[dict]]:
+        """(training, held-out) pairs of the book, held out by hash."""
         pairs = [normalize_pair(r, "gulliver") for r in gulliver_preferences(book_text)]
-        train, val = split_by_hash(pairs, self.hparams.val_fraction, self.hparams.seed, key=held_out_key)
-        return as_pair_dicts(train), as_pair_dicts(val)
+        return self.split_records(as_pair_dicts(pairs))
 
     def load_records(self) -> tuple[list[dict], list[dict]]:
         return self.split(self.source.load().text)

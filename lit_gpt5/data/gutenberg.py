@@ -16,6 +16,9 @@ from pathlib import Path
 
 from lit_gpt5.errors import UserError
 from lit_gpt5.files import atomic_path, not_utf8_message, read_input, sha256_file, write_bytes_atomic
+from lit_gpt5.log import get_logger
+
+log = get_logger(__name__)
 
 CACHE_ENV = "LIT_GPT5_CACHE"
 # Replaces https://www.gutenberg.org in the download URLs: for a local mirror, or a proxy that caches it.
@@ -180,7 +183,7 @@ def _cached_download(urls: list[str], raw: Path, *, timeout: float, retries: int
                 return meta["url"]
         except (ValueError, KeyError, OSError):
             pass
-        print(f"lit_gpt5: cached {raw} does not match its recorded sha256; downloading it again")
+        log.warning(f"lit_gpt5: cached {raw} does not match its recorded sha256; downloading it again")
         raw.unlink()
     failures: list[str] = []
     for url in urls:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lit_gpt5.data.batching import SFTBatches, collate, eval_batches
-from lit_gpt5.data.records import read_json_records, split_by_hash
-from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
+from lit_gpt5.data.batching import collate
+from lit_gpt5.data.record_module import RecordDataModule
+from lit_gpt5.data.records import read_json_records
 from lit_gpt5.errors import UserError
 from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.prompts import check_template, format_prompt
@@ -188,118 +186,37 @@ class SFTDataset(Dataset):
         ids, labels = self.examples[i]
         return {"input_ids": ids, "labels": labels}
 
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids, _ in self.examples]
 
-class SFTDataModule(L.LightningDataModule):
-    """Instruction tuning data from JSON or JSONL files.
+    def collate(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` of ``lit_gpt5.data.batching.collate``, padded with ``<|endoftext|>``."""
+        return collate(items, self.eot)
+
+
+class SFTDataModule(RecordDataModule):
+    """Instruction tuning data from JSON or JSONL files of Alpaca, Dolly or prompt/response records.
 
     Args:
-        train_path: Alpaca, Dolly or prompt/response records (a JSON array, or one JSON object per line).
-        val_path: held-out records; without it, ``val_fraction`` of ``train_path`` is held out (chosen by hash).
-        max_length: longest example in tokens (at most the model's positions; GPT-2: 1024).
-        batch_size: examples per micro-batch (per device).
-        template: prompt template name (see ``lit_gpt5.prompts.TEMPLATES``) or a format string.
-        bucket_by_length: batch examples of similar length together, which wastes far less compute on padding.
         mask_prompt: loss on the response only (the default); False trains on the prompt tokens too (the held-out
             loss stays on responses only, so the two compare).
-        seed: seed of the shuffling and of the held-out choice.
+        The other arguments are ``RecordDataModule``'s: ``train_path``, ``val_path``, ``val_fraction`` (0.05),
+        ``max_length``, ``batch_size``, ``val_batch_size``, ``template``, ``bucket_by_length``, ``num_workers``,
+        ``seed``.
     """
 
-    def __init__(
-        self,
-        train_path: str | None = None,
-        val_path: str | None = None,
-        val_fraction: float = 0.05,
-        max_length: int = 512,
-        batch_size: int = 8,
-        val_batch_size: int | None = None,
-        template: str = "alpaca",
-        bucket_by_length: bool = True,
-        mask_prompt: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        check_positive(batch_size=batch_size)
-        if val_batch_size is not None:
-            check_positive(val_batch_size=val_batch_size)
-        if not isinstance(max_length, int) or max_length < 2:
-            raise UserError(f"max_length must be at least 2 tokens, got {max_length!r}; raise --data.max_length")
-        check_fraction("val_fraction", val_fraction)
-        check_template(template)  # fail now, not after loading the data, on an unknown template
-        self.save_hyperparameters()
-        self.train_path, self.val_path = train_path, val_path
-        self.max_length = max_length
-        self.block_size = max_length  # what the LightningModule checks against the model's positions
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size or batch_size
-        self.template = template
-        self.num_workers = num_workers
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
+    record_kind = "instruction"
+    # The held-out choice hashes (instruction, input, response), as PreferenceDataModule hashes (instruction,
+    # input, chosen): pairs built from an instruction set are held out exactly where its records were.
+    held_out_fields = ("instruction", "input", "output")
 
-    def load_records(self) -> tuple[list[dict], list[dict]]:
-        """(training, held-out) records as Alpaca dicts."""
-        if not self.train_path:
-            raise UserError("SFTDataModule needs --data.train_path (a JSON or JSONL file of instruction records)")
-        records = read_records(self.train_path)
-        if self.val_path:
-            return as_dicts(records), as_dicts(read_records(self.val_path))
-        train, val = split_by_hash(records, self.hparams.val_fraction, self.hparams.seed, key=lambda r: r)
-        return as_dicts(train), as_dicts(val)
+    def __init__(self, mask_prompt: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.mask_prompt = mask_prompt
 
-    def build_dataset(self, records: list[dict], tokenizer, train: bool) -> Dataset:
+    def read(self, path: str | os.PathLike) -> list[dict]:
+        return as_dicts(read_records(path))
+
+    def build_dataset(self, records: list[dict], tokenizer, train: bool) -> SFTDataset:
         # Held-out loss is on responses only in every case, so runs with and without prompt masking compare.
-        mask = self.hparams.mask_prompt or not train
-        return SFTDataset(records, tokenizer, self.max_length, self.template, mask)
-
-    def prepare_data(self) -> None:
-        # Every record validated and tokenized before the run starts, so an unusable set stops it before Lightning
-        # creates its directory. Kept for setup, which builds them itself in processes that did not prepare.
-        self.train_set, self.val_set = self._datasets()
-
-    def _datasets(self) -> tuple[Dataset, Dataset]:
-        from lit_gpt5.tokenizer import get_tokenizer
-
-        train, val = self.load_records()
-        tokenizer = get_tokenizer()
-        train_set, val_set = self.build_dataset(train, tokenizer, True), self.build_dataset(val, tokenizer, False)
-        for name, ds, n in (("training", train_set, len(train)), ("validation", val_set, len(val))):
-            if len(ds) == 0:
-                raise UserError(
-                    f"all {n} {name} records were dropped: none has a response token left within "
-                    f"--data.max_length {self.max_length}; raise --data.max_length or shorten the prompts"
-                )
-        return train_set, val_set
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set, self.val_set = self._datasets()
-        if self.trainer is None or self.trainer.is_global_zero:
-            print(self.train_set.stats.table("train"))
-            print(self.val_set.stats.table("val"))
-
-    def collate_fn(self):
-        """How a list of examples becomes a batch ``(x, y)``."""
-        return partial(collate, pad_id=self.train_set.eot)
-
-    def lengths(self, dataset: Dataset) -> list[int]:
-        """Each example's length, to batch similar lengths together."""
-        return [len(ids) for ids, _ in dataset.examples]
-
-    def train_dataloader(self) -> DataLoader:
-        rank, world_size, start = trainer_position(self.trainer)
-        hp = self.hparams
-        batches = SFTBatches(
-            self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start,
-            collate_fn=self.collate_fn(), lengths=self.lengths(self.train_set),
-        )  # fmt: skip
-        return batch_loader(batches, self.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        rank, world_size, _ = trainer_position(self.trainer)
-        val = self.val_set
-        batches = eval_batches(val, self.val_batch_size, rank, world_size, self.collate_fn(), self.lengths(val))
-        return batch_loader(batches, self.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        return SFTDataset(records, tokenizer, self.max_length, self.template, self.mask_prompt or not train)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch.utils.data import Dataset
 
-from lit_gpt5.data.instructions import SFTDataModule, encode_response, example, fit_to_length, string_fields
-from lit_gpt5.data.records import read_json_records, split_by_hash
+from lit_gpt5.data.batching import pad_rows
+from lit_gpt5.data.instructions import encode_response, example, fit_to_length, string_fields
+from lit_gpt5.data.record_module import RecordDataModule
+from lit_gpt5.data.records import read_json_records
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.prompts import check_template, format_prompt
 
 Pair = tuple[str, str, str, str]  # (instruction, input, chosen, rejected)
@@ -121,77 +121,41 @@ class PreferenceDataset(Dataset):
     def lengths(self) -> list[int]:
         return [max(len(c), len(r)) for c, _, r, _ in self.pairs]
 
+    def collate(self, items: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, y, index)`` of ``collate_pairs``, padded with ``<|endoftext|>``."""
+        return collate_pairs(items, self.eot)
+
 
 def collate_pairs(items: Sequence[dict], pad_id: int = 50256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x, y, index)``: 2B rows, the B chosen sides first, then the B rejected ones, right-padded by position and
-    shifted as in ``collate`` (padding targets -100); ``index`` the pairs' positions in their dataset."""
+    """``(x, y, index)``: 2B rows, the B chosen sides first, then the B rejected ones, padded and shifted as
+    instruction examples are (``lit_gpt5.data.batching.pad_rows``); ``index`` the pairs' positions in their dataset."""
     rows = [(e["chosen_input_ids"], e["chosen_labels"]) for e in items]
     rows += [(e["rejected_input_ids"], e["rejected_labels"]) for e in items]
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    for row, (i, lab) in enumerate(rows):
-        ids[row, : len(i)] = i
-        labels[row, : len(i)] = lab
-    return ids[:, :-1], labels[:, 1:], torch.stack([e["index"] for e in items])
+    x, y = pad_rows(rows, pad_id)
+    return x, y, torch.stack([e["index"] for e in items])
 
 
-class PreferenceDataModule(SFTDataModule):
-    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.dpo.DPOLitModule``: ``SFTDataModule``'s reading,
-    held-out split, checks and batching, with pairs for records.
+class PreferenceDataModule(RecordDataModule):
+    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.dpo.DPOLitModule``: a sibling of ``SFTDataModule``
+    on ``RecordDataModule``, with pairs for records. ``batch_size`` counts pairs: each forward runs 2 x batch_size
+    sequences; ``max_length`` bounds each side.
 
     Args:
-        train_path: preference records (a JSON array, or one JSON object per line).
-        val_path: held-out records; without it, ``val_fraction`` of ``train_path`` is held out (chosen by hash of the
-            prompt and chosen response, as ``SFTDataModule`` chooses).
-        max_length: longest side of a pair in tokens (at most the model's positions).
-        batch_size: pairs per micro-batch (per device): each forward runs 2 x batch_size sequences.
-        template: prompt template name or format string; use the one the SFT model was tuned with.
-        bucket_by_length: batch pairs of similar length together.
-        seed: seed of the shuffling and of the held-out choice.
+        val_fraction: share of the pairs held out when there is no ``val_path``, chosen by hash of the prompt and
+            chosen response, as ``SFTDataModule`` chooses by the prompt and response.
+        The other arguments are ``RecordDataModule``'s: ``train_path``, ``val_path``, ``max_length``,
+        ``batch_size``, ``val_batch_size``, ``template`` (use the one the SFT model was tuned with),
+        ``bucket_by_length``, ``num_workers``, ``seed``.
     """
 
-    def __init__(
-        self,
-        train_path: str | None = None,
-        val_path: str | None = None,
-        val_fraction: float = 0.1,
-        max_length: int = 512,
-        batch_size: int = 8,
-        val_batch_size: int | None = None,
-        template: str = "alpaca",
-        bucket_by_length: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            train_path=train_path,
-            val_path=val_path,
-            val_fraction=val_fraction,
-            max_length=max_length,
-            batch_size=batch_size,
-            val_batch_size=val_batch_size,
-            template=template,
-            bucket_by_length=bucket_by_length,
-            num_workers=num_workers,
-            seed=seed,
-        )
+    record_kind = "preference"
+    held_out_fields = ("instruction", "input", "chosen")
 
-    def load_records(self) -> tuple[list[dict], list[dict]]:
-        """(training, held-out) pairs as dicts."""
-        if not self.train_path:
-            raise UserError("PreferenceDataModule needs --data.train_path (a JSON or JSONL file of preference pairs)")
-        pairs = read_pairs(self.train_path)
-        if self.val_path:
-            return as_pair_dicts(pairs), as_pair_dicts(read_pairs(self.val_path))
-        train, val = split_by_hash(pairs, self.hparams.val_fraction, self.hparams.seed, key=held_out_key)
-        return as_pair_dicts(train), as_pair_dicts(val)
+    def __init__(self, val_fraction: float = 0.1, **kwargs) -> None:
+        super().__init__(val_fraction=val_fraction, **kwargs)
+
+    def read(self, path: str | os.PathLike) -> list[dict]:
+        return as_pair_dicts(read_pairs(path))
 
     def build_dataset(self, records: list[dict], tokenizer, train: bool) -> PreferenceDataset:
         return PreferenceDataset(records, tokenizer, self.max_length, self.template)
-
-    def collate_fn(self):
-        return partial(collate_pairs, pad_id=self.train_set.eot)
-
-    def lengths(self, dataset: PreferenceDataset) -> list[int]:
-        return dataset.lengths()

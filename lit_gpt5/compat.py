@@ -1,0 +1,147 @@
+"""Every use of another library's internals, each behind a named function: the one file to read on an upgrade.
+
+Lightning, PyTorch and tiktoken keep these names private or undocumented, so a new release may move or remove them
+without notice. ``tests/test_compat.py`` pins each one by name, so an upgrade that breaks one fails there, loudly,
+instead of silently somewhere in a training run. Nothing else in the package reaches past a library's public API.
+Imports of heavy or optional modules happen inside the functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+StrategyKind = Literal["single", "ddp", "fsdp", "deepspeed", "other"]
+
+# --- Lightning ---------------------------------------------------------------------------------------------------
+
+
+class CheckpointArgumentsKept:
+    """A LightningCLI mixin that turns off ``LightningCLI._parse_ckpt_path``.
+
+    Lightning's private hook overwrites every ``--model.*`` argument with the checkpoint's hyperparameters when
+    ``--ckpt_path`` is given, so a resumed run would silently ignore a new learning rate. ``lit_gpt5.resume`` does
+    that merge itself, with the command line winning (called from ``GPT5CLI.parse_arguments``)."""
+
+    def _parse_ckpt_path(self) -> None:
+        return None
+
+
+def lightning_precision_type():
+    """The type of ``Trainer(precision=...)``: every value Lightning accepts (its private ``_PRECISION_INPUT``)."""
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    return _PRECISION_INPUT
+
+
+def completed_micro_batches(trainer) -> int:
+    """Training micro-batches completed in this run so far (Lightning's fit loop progress counter)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
+
+def strategy_kind(strategy) -> StrategyKind:
+    """What a Lightning strategy does with the model, by its (public) class rather than by its class name."""
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
+
+    if isinstance(strategy, DeepSpeedStrategy):  # a DDPStrategy subclass: tested first
+        return "deepspeed"
+    if isinstance(strategy, FSDPStrategy):
+        return "fsdp"
+    if isinstance(strategy, DDPStrategy):
+        return "ddp"
+    if isinstance(strategy, SingleDeviceStrategy):
+        return "single"
+    return "other"
+
+
+def deepspeed_zero(strategy) -> tuple[int, bool]:
+    """(ZeRO stage, optimizer offloaded to the CPU) of a Lightning ``DeepSpeedStrategy``, read from its config."""
+    zero = (getattr(strategy, "config", None) or {}).get("zero_optimization", {})
+    return int(zero.get("stage", 0)), bool(zero.get("offload_optimizer"))
+
+
+def fsdp_offloads_parameters(strategy) -> bool:
+    """Whether a Lightning ``FSDPStrategy`` keeps parameter shards in CPU memory."""
+    return bool(getattr(getattr(strategy, "cpu_offload", None), "offload_params", False))
+
+
+def log_during_sanity_check(trainer, metrics: dict[str, float]) -> None:
+    """Send ``metrics`` to the loggers at the current step while Lightning runs its sanity check.
+
+    Lightning drops whatever ``self.log`` records during the sanity check (pinned by a test). With
+    ``num_sanity_val_steps=-1`` that check covers the whole held-out split, so its result is the untrained model's
+    loss at step 0: the first point of every curve, which would otherwise be lost."""
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+
+
+def set_scheduler_last_lr(scheduler_state: dict, lrs: Sequence[float]) -> None:
+    """Overwrite the learning rates a saved ``LRScheduler`` state reports (``get_last_lr()`` after loading)."""
+    scheduler_state["_last_lr"] = list(lrs)
+
+
+# --- PyTorch -----------------------------------------------------------------------------------------------------
+
+
+def scale_(tensors: list[torch.Tensor], factor: float) -> None:
+    """``t *= factor`` for every tensor, in one fused call where PyTorch has one."""
+    import torch
+
+    torch._foreach_mul_(tensors, factor)
+
+
+def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The 2-norm of every tensor, in one fused call where PyTorch has one."""
+    import torch
+
+    return list(torch._foreach_norm(tensors))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN computes bfloat16 matmuls natively on this CPU (AVX-512 BF16 or AMX). Without it PyTorch falls
+    back to a reference GEMM an order of magnitude slower than float32. ``ONEDNN_MAX_CPU_ISA=AVX2`` makes it
+    answer as an AVX2-only CPU would."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def fake_tensor_mode():
+    """A ``FakeTensorMode``: tensors with shapes and dtypes but no storage."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode()
+
+
+def memory_tracker():
+    """PyTorch's ``MemTracker``: follows every tensor a module's step allocates and frees."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    return MemTracker()
+
+
+def fsdp_memory_tracker(model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+    """PyTorch's ``FSDPMemTracker`` for a ``fully_shard``-ed model: one rank's view of an FSDP2 step."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+    return FSDPMemTracker(model, optimizer)
+
+
+def fake_process_group_store():
+    """The store of PyTorch's test-only ``fake`` process group, whose collectives do nothing: simulated ranks."""
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    return FakeStore()
+
+
+# --- tiktoken ------------------------------------------------------------------------------------------------------
+
+
+def r50k_split_pattern() -> str:
+    """The pre-tokenization regex of OpenAI's r50k (GPT-2) encoding, as the installed tiktoken defines it."""
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    return r50k_pat_str

@@ -1,0 +1,157 @@
+"""``RecordDataModule``: what instruction and preference data modules share, written once.
+
+Records come from a JSON or JSONL file (or, for the built-in sets, are derived from a book), are validated with
+errors naming the file, line and field, held out by hash (or read from a separate file), tokenized into a
+``RecordDataset`` before the run starts, and batched in shuffled epochs bucketed by length. ``SFTDataModule`` and
+``PreferenceDataModule`` are siblings on this base; each says what one of its records is and nothing more:
+
+* ``record_kind``: how messages name a record ("instruction", "preference");
+* ``read(path)``: the validated records of a file, as dicts;
+* ``held_out_fields``: the fields the held-out choice hashes (the same prompt and answer are held out by both, so a
+  model is never preference-tuned on the questions instruction tuning held out);
+* ``build_dataset(records, tokenizer, train)``: the tokenized ``RecordDataset``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from lit_gpt5.data.batching import SFTBatches, eval_batches
+from lit_gpt5.data.protocols import RecordDataset
+from lit_gpt5.data.records import split_by_hash
+from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
+from lit_gpt5.errors import UserError
+from lit_gpt5.log import get_logger
+from lit_gpt5.prompts import check_template
+
+log = get_logger(__name__)
+
+
+class RecordDataModule(L.LightningDataModule):
+    """Records from JSON or JSONL files, tokenized, held out by hash and batched by length.
+
+    Args:
+        train_path: the records (a JSON array, or one JSON object per line).
+        val_path: held-out records; without it, ``val_fraction`` of ``train_path`` is held out (chosen by hash).
+        val_fraction: share of the records held out when there is no ``val_path``.
+        max_length: longest example (or side of a pair) in tokens; at most the model's positions (GPT-2: 1024).
+        batch_size: records per micro-batch (per device).
+        val_batch_size: records per validation batch; defaults to ``batch_size``.
+        template: prompt template name (see ``lit_gpt5.prompts.TEMPLATES``) or a format string.
+        bucket_by_length: batch records of similar length together, which wastes far less compute on padding.
+        num_workers: DataLoader worker processes.
+        seed: seed of the shuffling and of the held-out choice.
+    """
+
+    record_kind = "record"
+    held_out_fields: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        train_path: str | None = None,
+        val_path: str | None = None,
+        val_fraction: float = 0.05,
+        max_length: int = 512,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        template: str = "alpaca",
+        bucket_by_length: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_positive(batch_size=batch_size)
+        if val_batch_size is not None:
+            check_positive(val_batch_size=val_batch_size)
+        if not isinstance(max_length, int) or max_length < 2:
+            raise UserError(f"max_length must be at least 2 tokens, got {max_length!r}; raise --data.max_length")
+        check_fraction("val_fraction", val_fraction)
+        check_template(template)  # fail now, not after loading the data, on an unknown template
+        self.save_hyperparameters()  # with a subclass's own arguments too (Lightning collects every __init__'s)
+        self.train_path, self.val_path = train_path, val_path
+        self.max_length = max_length
+        self.block_size = max_length  # what the LightningModule checks against the model's positions
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.template = template
+        self.num_workers = num_workers
+        self.train_set: RecordDataset | None = None
+        self.val_set: RecordDataset | None = None
+
+    # --- what a subclass says about its records -------------------------------------------------------------
+
+    def read(self, path: str | os.PathLike) -> list[dict]:
+        """The validated records of a file, as dicts."""
+        raise NotImplementedError
+
+    def build_dataset(self, records: list[dict], tokenizer, train: bool) -> RecordDataset:
+        """The tokenized records; ``train`` False for the held-out set."""
+        raise NotImplementedError
+
+    # --- shared --------------------------------------------------------------------------------------------
+
+    def split_records(self, records: list[dict]) -> tuple[list[dict], list[dict]]:
+        """(training, held-out) records, held out by hash of ``held_out_fields`` (see ``split_by_hash``)."""
+        hp, fields = self.hparams, self.held_out_fields
+        return split_by_hash(records, hp.val_fraction, hp.seed, key=lambda r: [r[f] for f in fields])
+
+    def load_records(self) -> tuple[list[dict], list[dict]]:
+        """(training, held-out) records as dicts."""
+        if not self.train_path:
+            raise UserError(
+                f"{type(self).__name__} needs --data.train_path (a JSON or JSONL file of {self.record_kind} records)"
+            )
+        records = self.read(self.train_path)
+        if self.val_path:
+            return records, self.read(self.val_path)
+        return self.split_records(records)
+
+    def prepare_data(self) -> None:
+        # Every record validated and tokenized before the run starts, so an unusable set stops it before Lightning
+        # creates its directory. Kept for setup, which builds them itself in processes that did not prepare.
+        self.train_set, self.val_set = self._datasets()
+
+    def _datasets(self) -> tuple[RecordDataset, RecordDataset]:
+        from lit_gpt5.tokenizer import get_tokenizer
+
+        train, val = self.load_records()
+        tokenizer = get_tokenizer()
+        train_set, val_set = self.build_dataset(train, tokenizer, True), self.build_dataset(val, tokenizer, False)
+        for name, ds, n in (("training", train_set, len(train)), ("validation", val_set, len(val))):
+            if len(ds) == 0:
+                raise UserError(
+                    f"all {n} {name} records were dropped: none has a response token left within "
+                    f"--data.max_length {self.max_length}; raise --data.max_length or shorten the prompts"
+                )
+        return train_set, val_set
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set = self._datasets()
+        if self.trainer is None or self.trainer.is_global_zero:
+            log.info(self.train_set.stats.table("train"))
+            log.info(self.val_set.stats.table("val"))
+
+    def collate_fn(self):
+        """How a list of records becomes a batch (the data set's own ``collate``)."""
+        return self.train_set.collate
+
+    def lengths(self, dataset: RecordDataset) -> list[int]:
+        """Each record's length in tokens, to batch similar lengths together."""
+        return dataset.lengths()
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world_size, start = trainer_position(self.trainer)
+        hp = self.hparams
+        batches = SFTBatches(self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start)
+        return batch_loader(batches, self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world_size, _ = trainer_position(self.trainer)
+        return batch_loader(eval_batches(self.val_set, self.val_batch_size, rank, world_size), self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

@@ -1,0 +1,182 @@
+"""Every library internal the package uses, pinned by name: an upgrade that moves one fails here, saying which.
+
+``lit_gpt5.compat`` is the only module allowed to reach past a library's public API; the last test checks that the
+rest of the package does not.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from lit_gpt5 import compat
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lit_gpt5"
+
+
+class Tiny(L.LightningModule):
+    """Logs ``probe`` in every validation step; counts what reaches the loggers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("probe", 1.0)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            compat.log_during_sanity_check(self.trainer, {"sanity": 2.0})
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(16, 2), batch_size=2)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(4, 2), batch_size=2)
+
+
+def fit_tiny(tmp_path, **kwargs) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=3,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+    trainer.fit(Tiny())
+    return trainer
+
+
+def test_lightning_cli_has_the_private_hook_we_turn_off():
+    from lightning.pytorch.cli import LightningCLI
+
+    from lit_gpt5.cli import GPT5CLI
+
+    assert callable(getattr(LightningCLI, "_parse_ckpt_path", None)), "LightningCLI._parse_ckpt_path moved"
+    assert GPT5CLI._parse_ckpt_path is compat.CheckpointArgumentsKept._parse_ckpt_path
+
+
+def test_completed_micro_batches_counts_the_fit_loop(tmp_path):
+    trainer = fit_tiny(tmp_path, limit_val_batches=0, accumulate_grad_batches=2)
+    assert compat.completed_micro_batches(trainer) == 6  # 3 optimizer steps of 2 micro-batches
+
+
+def test_lightning_drops_what_is_logged_in_the_sanity_check_and_the_work_around_records_it(tmp_path):
+    trainer = fit_tiny(
+        tmp_path, limit_val_batches=2, num_sanity_val_steps=2, val_check_interval=100, check_val_every_n_epoch=None
+    )
+    assert "probe" not in trainer.callback_metrics  # no validation after the sanity check: only it logged "probe"
+    logged = (Path(trainer.logger.log_dir) / "metrics.csv").read_text()
+    assert "sanity" in logged.splitlines()[0] and "probe" not in logged.splitlines()[0]
+
+
+def test_strategy_kinds_by_class():
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
+
+    deepspeed = DeepSpeedStrategy.__new__(DeepSpeedStrategy)  # DeepSpeed itself need not be installed
+    deepspeed.config = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}
+    assert compat.strategy_kind(deepspeed) == "deepspeed"
+    assert compat.deepspeed_zero(deepspeed) == (3, True)
+    assert compat.strategy_kind(FSDPStrategy(cpu_offload=True)) == "fsdp"
+    assert compat.fsdp_offloads_parameters(FSDPStrategy(cpu_offload=True))
+    assert not compat.fsdp_offloads_parameters(FSDPStrategy())
+    assert compat.strategy_kind(DDPStrategy()) == "ddp"
+    assert compat.strategy_kind(SingleDeviceStrategy("cpu")) == "single"
+
+
+def test_scheduler_state_reports_the_learning_rate_written_into_it():
+    def scheduler():
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    state = scheduler().state_dict()
+    assert "_last_lr" in state
+    compat.set_scheduler_last_lr(state, [0.25])
+    restored = scheduler()
+    restored.load_state_dict(state)
+    assert restored.get_last_lr() == [0.25]
+
+
+def test_fused_tensor_ops_match_a_loop():
+    tensors = [torch.randn(5), torch.randn(3, 4)]
+    expected = [t * 0.5 for t in tensors]
+    assert torch.allclose(torch.stack(compat.norms(tensors)), torch.stack([t.norm() for t in tensors]))
+    compat.scale_(tensors, 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(tensors, expected, strict=True))
+
+
+def test_native_bf16_answer_and_its_avx2_emulation():
+    assert isinstance(compat.cpu_has_native_bf16(), bool)
+    code = "from lit_gpt5.compat import cpu_has_native_bf16; print(cpu_has_native_bf16())"
+    env = {"ONEDNN_MAX_CPU_ISA": "AVX2", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # what an AVX2-only CPU answers: the seam the precision tests emulate
+
+
+def test_fake_tensors_trackers_and_the_fake_process_group_exist():
+    with compat.fake_tensor_mode():
+        t = torch.empty(1000, 1000)
+    assert t.shape == (1000, 1000) and type(t).__name__ == "FakeTensor"
+    assert hasattr(compat.memory_tracker(), "get_tracker_snapshot")
+    assert compat.fake_process_group_store() is not None
+    from torch.distributed._composable.fsdp import fully_shard  # noqa: F401 - what FSDPMemTracker tracks
+
+    assert compat.fsdp_memory_tracker.__doc__
+
+
+def test_the_gpt2_split_pattern_tokenizes_as_gpt2():
+    from lit_gpt5.tokenizer import get_tokenizer
+
+    assert isinstance(compat.r50k_split_pattern(), str)
+    assert get_tokenizer().encode("Hello world, it's 2026!") == [15496, 995, 11, 340, 338, 1160, 2075, 0]
+
+
+INTERNALS = re.compile(
+    r"torch\._(?!_)|_internal\b|\._tools\b|fit_loop|[\x22\x27.]_last_lr\b|_parse_ckpt_path|_mergeable_ranks|_is_mkldnn|"
+    r"tiktoken_ext|type\([^)]*\)\.__name__ *[=!]="
+)
+
+
+def test_no_internal_is_used_outside_compat():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "compat.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if INTERNALS.search(code) and not code.strip().startswith(('"', "'")):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}")
+    assert not found, "library internals outside lit_gpt5/compat.py:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name", [n for n in dir(compat) if not n.startswith("_") and callable(getattr(compat, n))])
+def test_every_compat_function_is_pinned_here(name):
+    if name in ("Literal", "Sequence", "TYPE_CHECKING", "annotations", "StrategyKind"):
+        return
+    assert name in Path(__file__).read_text(), f"compat.{name} has no test in tests/test_compat.py"
+
+
+def test_lightning_precision_type_lists_lightnings_values():
+    from typing import get_args
+
+    def values(tp) -> set:
+        found = set()
+        for arg in get_args(tp):
+            found |= values(arg) if get_args(arg) else {arg}
+        return found
+
+    assert {"32-true", "bf16-mixed", "16-mixed", 32, "bf16"} <= values(compat.lightning_precision_type())
