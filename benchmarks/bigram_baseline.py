@@ -10,6 +10,8 @@ both estimated on the training split; lam is chosen on the held-out split (so th
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
@@ -17,6 +19,10 @@ from lit_gpt5.data import split_tokens
 from lit_gpt5.data.gutenberg import load_book
 from lit_gpt5.experiments import bigram_loss
 from lit_gpt5.tokenizer import get_tokenizer
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 
 def main() -> None:
@@ -26,6 +32,7 @@ def main() -> None:
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--split", default="tail", choices=["tail", "interleaved"])
     args = parser.parse_args()
+    print(describe_machine()["line"])
     book = load_book(args.book_id, text_path=args.text_path)
     tokens = torch.tensor(get_tokenizer().encode_ordinary(book.text))
     train, held_out = split_tokens(tokens, args.val_fraction, args.split)

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
 
 from lit_gpt5.experiments import forward_seconds, matmul_peak_flops, median_seconds, train_flops_per_token
 from lit_gpt5.model import GPT, GPTConfig
 from lit_gpt5.runtime import keep_freed_memory
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 DOCUMENTED_BF16_PEAK = {"A100": 312e12, "H100": 989e12, "H200": 989e12, "L4": 121e12, "A10G": 125e12}
 
@@ -55,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json_out", default="forward.json")
     args = parser.parse_args()
+    print(describe_machine()["line"])
     keep_freed_memory()  # as the CLI does
     model = GPT(GPTConfig.from_name(args.model, dropout=0.0))
     per_token = train_flops_per_token(model, args.block_size)

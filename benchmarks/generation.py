@@ -10,14 +10,20 @@ no download. Greedy decoding of exactly ``--new_tokens`` tokens; the three outpu
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from lit_gpt5.convert import save_hf
 from lit_gpt5.generate import generate
 from lit_gpt5.model import GPT, GPTConfig
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 
 def timed(fn, device: str) -> tuple[float, torch.Tensor]:
@@ -40,6 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of N rounds, methods interleaved in each")
     parser.add_argument("--skip_no_cache", action="store_true", help="the slow baseline; skip it on big models")
     args = parser.parse_args()
+    print(describe_machine()["line"])
 
     import transformers
 

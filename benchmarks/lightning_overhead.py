@@ -13,10 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 
 class StepClock(L.Callback):
@@ -53,6 +59,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=10)
     parser.add_argument("--json_out", default="lightning_overhead.json")
     args = parser.parse_args()
+    print(describe_machine()["line"])
     keep_freed_memory()
     torch.manual_seed(0)
     batches = [

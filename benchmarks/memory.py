@@ -15,11 +15,17 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from lit_gpt5.memory import estimate
 from lit_gpt5.memory_tracking import tracked_peak
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 GiB = 2**30
 MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -113,6 +119,7 @@ def main() -> None:
     parser.add_argument("--cuda", action="store_true", help="also measure real steps on this machine's GPU")
     parser.add_argument("--json_out", default="memory.json")
     args = parser.parse_args()
+    print(describe_machine()["line"])
     rows = grid(args.models, args.fsdp_models)
     start = time.perf_counter()
     # T=512 x 8 and T=1024 x 4 are one tracked step; the biggest models first, so no slow row ends up alone at the end.

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 from lit_gpt5.data import GutenbergDataModule
 from lit_gpt5.data.samplers import SAMPLINGS
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 
 def main() -> None:
@@ -24,6 +30,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=2000)
     parser.add_argument("--json_out", default="samplers.json")
     args = parser.parse_args()
+    print(describe_machine()["line"])
     results = {}
     for sampling in SAMPLINGS:
         dm = GutenbergDataModule(text_path=args.text_path, block_size=args.block_size, batch_size=args.batch_size,

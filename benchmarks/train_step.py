@@ -1,13 +1,15 @@
 """Training step time: our GPT (GPTLitModule's loss) against ``transformers.GPT2LMHeadModel``, same config, weights
 and batch, alternated in one process so that both see the same machine.
 
-    python benchmarks/train_step.py                     # GPT-2 small, Model 5's 16 x 256 tokens, CPU, bf16 autocast
+    python benchmarks/train_step.py                     # GPT-2 small, Model 5's 16 x 256 tokens, precision auto
     python benchmarks/train_step.py --batch_size 4      # a small batch: the per-step fixed costs weigh more
     python benchmarks/train_step.py --only transformers # one library in a process of its own: no heap shared
     python benchmarks/train_step.py --precision 32 --model gpt-micro --batch_size 8
 
 A step is forward, loss, backward and an AdamW step (fused for both by default: what GPTLitModule and transformers'
-Trainer use); ours uses the chunked loss (the default), transformers its own ``labels=`` loss. Prints the median and
+Trainer use); ours uses the chunked loss (the default), transformers its own ``labels=`` loss. ``--precision auto``
+(the default) is what ``--trainer.precision auto`` picks on this machine: bf16 autocast where it is native, else
+float32. Prints the median and
 mean step time of each (over --rounds alternations, after two warm-up rounds), the ratio of the medians (the figure)
 and of the means, and how many steps page-faulted fresh memory in (transformers' full float32 logits
 make its heap grow again every few steps on a CPU); writes them as JSON.
@@ -19,9 +21,15 @@ import argparse
 import json
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +43,9 @@ def main() -> None:
     parser.add_argument("--model", default="gpt2")
     parser.add_argument("--batch_size", type=int, default=16, help="default: Model 5's batch (configs/model5.yaml)")
     parser.add_argument("--block_size", type=int, default=256)
-    parser.add_argument("--precision", choices=["bf16", "32"], default="bf16")
+    parser.add_argument(
+        "--precision", choices=["auto", "bf16", "32"], default="auto", help="auto: as --trainer.precision auto resolves"
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
     parser.add_argument("--only", choices=["lit_gpt5", "transformers"], help="time one of them alone (no ratio)")
@@ -43,6 +53,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json_out", default="train_step.json")
     args = parser.parse_args()
+    machine = describe_machine()
+    print(machine["line"])
+    if args.precision == "auto":
+        from lit_gpt5.precision import resolve_precision
+
+        resolved, _ = resolve_precision("auto", args.device)
+        args.precision = "bf16" if resolved.startswith("bf16") else "32"
+        print(f"precision auto resolves to {resolved} here")
     keep_freed_memory()  # as the CLI does
     torch.manual_seed(0)
     ours = GPTLitModule(model_name=args.model, dropout=0.0, compile=args.compile).to(args.device)
@@ -105,7 +123,7 @@ def main() -> None:
         print(f"  ratio (ours / transformers): {ratio:.2f} of the medians, "
               f"{means['lit_gpt5'] / means['transformers']:.2f} of the means")  # fmt: skip
     with open(args.json_out, "w") as f:
-        json.dump({"settings": vars(args), "seconds": times, "minor_page_faults": faults, "median": medians,
+        json.dump({"machine": machine, "settings": vars(args), "seconds": times, "minor_page_faults": faults, "median": medians,
                    "mean": means, "ratio": ratio}, f, indent=1)  # fmt: skip
 
 

@@ -12,12 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
+from pathlib import Path
 
 from lit_gpt5.checkpoints import load_model, tuning_template
 from lit_gpt5.data.gulliver import GulliverInstructDataModule
 from lit_gpt5.generate import generate_batch
 from lit_gpt5.prompts import format_prompt
 from lit_gpt5.tokenizer import get_tokenizer
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
 
 PART = re.compile(r"Part ([IV]+)\b")
 
@@ -49,6 +55,7 @@ def main() -> None:
     parser.add_argument("--text_path", help="a local copy of book 829 (default: the cached download)")
     parser.add_argument("--json_out")
     args = parser.parse_args()
+    print(describe_machine()["line"])
     held_out = GulliverInstructDataModule(text_path=args.text_path).load_records()[1]
     questions = [r for r in held_out if r["instruction"].startswith("Which voyage")]
     results = [voyage_accuracy(ckpt, questions) for ckpt in args.ckpt]

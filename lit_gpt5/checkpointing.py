@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_gpt5.compat import completed_micro_batches
+from lit_gpt5.compat import completed_micro_batches, mark_validation_pending, validation_due
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.step import NonFiniteLossError
@@ -149,6 +149,9 @@ class ResumableCheckpoint(ModelCheckpoint):
         self._stop_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._training = False
+        self._val_batches_seen = self._val_batches_everywhere = 0
+        self._validated_step: int | None = None  # the step whose validation last finished
+        self._pending_step: int | None = None  # the step of the last checkpoint saved with its validation pending
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -164,22 +167,76 @@ class ResumableCheckpoint(ModelCheckpoint):
             raise KeyboardInterrupt
         self._stop_signal = signum
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        log.warning(f"\n{name}: finishing this optimizer step, then saving a checkpoint (Ctrl-C again to stop at once)")
+        log.warning(
+            f"\n{name}: finishing this optimizer step (or validation batch), then saving a checkpoint "
+            "(Ctrl-C again to stop at once)"
+        )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # inside an accumulated step
         # Every rank asks at every step boundary, so a signal that reached one process stops them all here.
+        self._stop_if_asked(trainer, pl_module)
+
+    def _stop_if_asked(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Raise the requested stop, on every rank together; Lightning turns it into on_exception (which saves)."""
         stop = self._stop_signal or 0
         if trainer.world_size > 1:
             stop = int(trainer.strategy.reduce(torch.tensor(stop, device=pl_module.device), reduce_op="max").item())
         if stop:
             self._stop_signal = stop
-            # Lightning turns either into on_exception (which saves) and ends the run.
             if stop == signal.SIGTERM:
                 raise SIGTERMException()
             raise KeyboardInterrupt("stopped by Ctrl-C")
+
+    # A stop requested during a validation is taken at its next batch, not at its end: a long held-out set (or a
+    # slow CPU) would otherwise use up a cluster's 30-90 s of grace. The weights are those of the last completed
+    # optimizer step, and the checkpoint records the validation as interrupted, so a resumed run runs it again.
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val_batches_seen = 0
+        self._val_batches_everywhere = 0
+        if not self._training or trainer.sanity_checking:
+            return
+        if trainer.world_size == 1:
+            self._val_batches_everywhere = float("inf")
+            return
+        # Ranks may hold different numbers of held-out batches: only the batches every rank has are checked
+        # together (a collective on a batch one rank lacks would hang). Loaders of unknown length: none is.
+        loaders = trainer.val_dataloaders
+        loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+        counts = [getattr(getattr(loader, "dataset", None), "num_batches", None) for loader in loaders]
+        mine = sum(counts) if None not in counts else 0
+        mine = int(trainer.strategy.reduce(torch.tensor(mine, device=pl_module.device), reduce_op="min").item())
+        self._val_batches_everywhere = mine
+
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._val_batches_seen >= self._val_batches_everywhere:
+            return
+        self._val_batches_seen += 1
+        if self._stop_signal is not None or trainer.world_size > 1:
+            self._stop_if_asked(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._training and not trainer.sanity_checking:
+            self._validated_step = trainer.global_step
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        # Any checkpoint of this run (ours, the best one, one saved on an exception) taken after a step whose
+        # validation has not finished resumes by running that validation (see mark_validation_pending).
+        pending = (
+            self._training
+            and not trainer.sanity_checking
+            and self._validated_step != trainer.global_step
+            and validation_due(trainer)
+        )
+        if pending and "loops" in checkpoint:
+            mark_validation_pending(checkpoint)
+            self._pending_step = trainer.global_step
 
     @property
     def last_path(self) -> Path:
@@ -232,8 +289,12 @@ class ResumableCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
         self._training = False
-        # Decided on rank 0, which writes the checkpoint; saving is collective, so every rank must agree.
-        if self.dirpath and trainer.strategy.broadcast(self.saved_step() != trainer.global_step):
+        # Decided on rank 0, which writes the checkpoint; saving is collective, so every rank must agree. Saved again
+        # when the last save was taken before the final validation, which has run since: a resume then does not
+        # validate that step twice.
+        revalidated = self._pending_step == trainer.global_step == self._validated_step
+        stale = self.saved_step() != trainer.global_step or revalidated
+        if self.dirpath and trainer.strategy.broadcast(stale):
             trainer.save_checkpoint(self.last_path, weights_only=False)
             self.last_model_path = str(self.last_path)
 

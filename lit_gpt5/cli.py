@@ -27,6 +27,7 @@ from lit_gpt5.checkpoints import check_checkpoint
 from lit_gpt5.cli_parser import ArgumentParser
 from lit_gpt5.compat import CheckpointArgumentsKept
 from lit_gpt5.lit_module import GPTLitModule
+from lit_gpt5.precision import Trainer
 from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_model
 from lit_gpt5.runtime import keep_freed_memory
 
@@ -109,6 +110,7 @@ def main(args: list[str] | None = None) -> None:
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        trainer_class=Trainer,  # Lightning's, with --trainer.precision auto (the default)
         parser_kwargs={"prog": prog, **{cmd: {"default_config_files": [defaults]} for cmd in SUBCOMMANDS}},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,

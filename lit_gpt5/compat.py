@@ -42,6 +42,24 @@ def completed_micro_batches(trainer) -> int:
     return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
 
+def validation_due(trainer) -> bool:
+    """Whether the fit loop runs a validation after the current training batch (Lightning's own decision)."""
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+
+
+def mark_validation_pending(checkpoint: dict) -> None:
+    """Make a checkpoint's fit-loop state say "stopped in the middle of a validation".
+
+    Lightning resumes such a checkpoint by running that validation again, from its first batch, before training on.
+    A checkpoint saved after a training step whose validation had not finished (saved at the step, or while the
+    validation ran) otherwise resumes by skipping that validation: its loss would be missing from the curves."""
+    progress = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+    for part in ("total", "current"):
+        done = progress[part]["completed"]
+        progress[part].update(ready=done + 1, started=done + 1, processed=done, completed=done)
+
+
 def strategy_kind(strategy) -> StrategyKind:
     """What a Lightning strategy does with the model, by its (public) class rather than by its class name."""
     from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy

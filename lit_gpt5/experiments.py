@@ -17,6 +17,7 @@ import torch
 from lit_gpt5.callbacks import CoverageMonitor
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.model import GPT
+from lit_gpt5.precision import Trainer
 
 
 def train(
@@ -26,19 +27,21 @@ def train(
     name: str,
     max_steps: int,
     val_every: int,
-    precision: str = "bf16-mixed",
-    accelerator: str = "cpu",
+    precision: str = "auto",
+    accelerator: str = "auto",
     seed: int = 0,
     accumulate_grad_batches: int = 1,
     callbacks: list[L.Callback] | None = None,
 ) -> Path:
     """Fit ``module`` on ``datamodule`` for ``max_steps`` steps, validating every ``val_every`` steps (and before
-    training); returns the run's TensorBoard directory. No checkpoints, no progress bar: a study runs many of these."""
+    training); returns the run's TensorBoard directory. No checkpoints, no progress bar: a study runs many of these.
+    ``precision="auto"``: bf16-mixed where the hardware computes bf16 natively, else 32-true (``lit_gpt5.precision``);
+    ``accelerator="auto"``: the GPU when there is one."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     L.seed_everything(seed, verbose=False)
     logger = TensorBoardLogger(save_dir=str(root), name=name, version=f"seed{seed}")
-    trainer = L.Trainer(
+    trainer = Trainer(
         accelerator=accelerator,
         precision=precision,
         max_steps=max_steps,

@@ -195,9 +195,7 @@ class GPTLitModule(L.LightningModule):
         if self.trainer.is_global_zero:
             from lit_gpt5.memory import describe_run
 
-            line = describe_run(self.trainer, self)
-            if line:
-                log.info(line)
+            log.info(describe_run(self.trainer, self))
 
     def seed_dropout(self, batch_idx: int) -> None:
         """Seed the global RNG from (run seed, rank, micro-batch index): dropout then depends on where in the run a

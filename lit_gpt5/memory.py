@@ -291,23 +291,27 @@ def run_settings(trainer, module) -> dict | None:
         strategy=strategy,
         devices=trainer.world_size,
         cpu_offload=cpu_offload,
-        loss_chunk_size=getattr(module.hparams, "loss_chunk_size", 0),
+        # ZeRO-3 gathers the output matrix only inside its module's forward: the loss falls back to full logits.
+        loss_chunk_size=0 if strategy == "deepspeed_stage_3" else getattr(module.hparams, "loss_chunk_size", 0),
     )
 
 
-def describe_run(trainer, module) -> str | None:
-    """One line for the start of ``fit``: the estimated memory of this run's training step per device."""
+def describe_run(trainer, module) -> str:
+    """One line for the start of ``fit``: the precision in effect (and why, when ``auto`` chose it) and the estimated
+    memory of this run's training step per device."""
+    precision = getattr(trainer, "precision_note", None) or str(trainer.precision)
     settings = run_settings(trainer, module)
     if settings is None:
-        return None
+        return f"lit_gpt5: precision {precision}"
     est = estimate(**settings)
     parts = ", ".join(
         f"{k} {getattr(est, k) / GiB:.2f}" for k in ("params", "grads", "optimizer", "activations", "logits")
     )
+    shape = f"micro-batch {settings['micro_batch_size']} x {settings['block_size']} tokens"
     return (
-        f"lit_gpt5: estimated memory per device: peak {est.peak / GiB:.2f} GiB ({parts}, other {est.other / GiB:.2f} "
-        f"GiB; {settings['strategy']} x{settings['devices']}, micro-batch {settings['micro_batch_size']} x "
-        f"{settings['block_size']} tokens, {settings['precision']}); python -m lit_gpt5.memory --help for what-ifs"
+        f"lit_gpt5: precision {precision}; estimated memory per device: peak {est.peak / GiB:.2f} GiB ({parts}, "
+        f"other {est.other / GiB:.2f} GiB; {settings['strategy']} x{settings['devices']}, {shape}, "
+        f"{settings['precision']}); python -m lit_gpt5.memory --help for what-ifs"
     )
 
 

@@ -118,3 +118,15 @@ class SignalOnRank(SignalAt):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_rank == self.rank:
             super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+
+class SignalAtValidation(L.Callback):
+    """Sends ``signum`` to this process when validation batch ``batch`` starts in the validation after optimizer step
+    ``step`` (not in the sanity check): a preemption in the middle of a long validation."""
+
+    def __init__(self, step: int, batch: int, signum: int = int(signal.SIGTERM)) -> None:
+        self.step, self.batch, self.signum = step, batch, signum
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking and trainer.global_step == self.step and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)

@@ -180,3 +180,27 @@ def test_lightning_precision_type_lists_lightnings_values():
         return found
 
     assert {"32-true", "bf16-mixed", "16-mixed", 32, "bf16"} <= values(compat.lightning_precision_type())
+
+
+class RecordDue(L.Callback):
+    def __init__(self) -> None:
+        self.due: list[bool] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.due.append(compat.validation_due(trainer))
+
+
+def test_validation_due_follows_lightnings_schedule_and_a_pending_one_reads_as_to_run_again(tmp_path):
+    record = RecordDue()
+    trainer = fit_tiny(
+        tmp_path, limit_val_batches=2, val_check_interval=3, check_val_every_n_epoch=None, callbacks=[record]
+    )
+    assert record.due == [False, False, True]  # 3 steps, validation after every 3rd batch
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    checkpoint = torch.load(tmp_path / "x.ckpt", weights_only=True)
+    compat.mark_validation_pending(checkpoint)
+    val_loop = trainer.fit_loop.epoch_loop.val_loop
+    val_loop.batch_progress.load_state_dict(checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"])
+    val_loop.restarting = True
+    val_loop.update_restart_stage()
+    assert val_loop.restarted_mid_evaluation  # Lightning runs that validation again when resuming

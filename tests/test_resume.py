@@ -137,6 +137,30 @@ def test_ctrl_c_and_sigterm_stop_at_a_step_boundary_and_resume_exactly(book_path
     )
 
 
+def test_sigterm_during_a_validation_stops_at_its_next_batch_and_the_resume_runs_it_again(
+    book_path, tmp_path, reference
+):
+    # 8 held-out batches; SIGTERM as batch 2 of the validation after step 10 starts: the run stops at batch 3,
+    # before the validation ends, keeps step 10's weights, and the resumed run validates step 10 in full.
+    small_batches = "--data.val_batch_size=64"
+    sender = {"class_path": "tests.helpers.SignalAtValidation", "init_args": {"step": 10, "batch": 2}}
+    stopped = cli(config(book_path, tmp_path, [sender]), small_batches, cwd=tmp_path)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    last = run_dir(tmp_path, 0) / "checkpoints" / "last.ckpt"
+    assert f"stopped at step 10; checkpoint: {last}" in stopped.stderr
+    assert "step 10: val/loss" not in stopped.stdout  # stopped inside the validation, not after it
+    assert state(last)["global_step"] == 10
+    resumed = cli(config(book_path, tmp_path), f"--ckpt_path={last}", small_batches, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step 10: val/loss" in resumed.stdout  # the interrupted validation, run again in full
+    assert_same_training_state(
+        reference / "checkpoints" / "last.ckpt", run_dir(tmp_path, 1) / "checkpoints" / "last.ckpt"
+    )
+    expected, got = losses(reference, "val/loss"), losses(run_dir(tmp_path, 1), "val/loss")
+    assert sorted(got) == [10, 20, 30, 40]
+    assert all(abs(got[s] - expected[s]) < 1e-5 for s in got)  # batches of 64 instead of 512: rounding only
+
+
 @pytest.mark.parametrize("accumulate,saved_step", [(2, 5), (1, 8)])
 def test_nonfinite_loss_stops_before_the_update_naming_step_and_checkpoint(book_path, tmp_path, accumulate, saved_step):
     nan = {"class_path": "tests.helpers.NaNAt", "init_args": {"step": 8}}

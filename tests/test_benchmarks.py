@@ -1,0 +1,43 @@
+"""Benchmarks say where they ran, and the GPU check works before a GPU is there (its dry run, on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_every_benchmark_prints_the_machine_it_ran_on(script):
+    source = script.read_text()
+    assert "describe_machine()" in source, f"{script.name} does not print describe_machine()'s line"
+
+
+def test_the_machine_line_names_cpu_flags_bf16_and_versions():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "_machine.py")], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("machine: ") and "native bf16: " in out and "flags: " in out
+    assert "torch " in out and "lightning " in out
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_prints_speed_and_memory_table(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry_run", "--json_out", str(tmp_path / "g.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "gpt-nano 4 x 64, precision " in out.stdout and "tokens/s, MFU" in out.stdout
+    assert "estimate GiB" in out.stdout and "tracked on fake tensors (dry run)" in out.stdout
+    report = json.loads((tmp_path / "g.json").read_text())
+    assert report["model5"]["tokens_per_s"] > 0 and len(report["memory"]) == 2
+    assert all(abs(row["error"]) < 0.25 for row in report["memory"])
