@@ -123,8 +123,8 @@ def main() -> None:
         print(f"  ratio (ours / transformers): {ratio:.2f} of the medians, "
               f"{means['lit_gpt5'] / means['transformers']:.2f} of the means")  # fmt: skip
     with open(args.json_out, "w") as f:
-        json.dump({"machine": machine, "settings": vars(args), "seconds": times, "minor_page_faults": faults, "median": medians,
-                   "mean": means, "ratio": ratio}, f, indent=1)  # fmt: skip
+        json.dump({"machine": machine, "settings": vars(args), "seconds": times, "minor_page_faults": faults,
+                   "median": medians, "mean": means, "ratio": ratio}, f, indent=1)  # fmt: skip
 
 
 if __name__ == "__main__":

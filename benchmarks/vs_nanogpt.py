@@ -87,12 +87,12 @@ def prepare_nanogpt(nanogpt: Path, work: Path, text_path: str) -> Path:
     return work
 
 
-def nanogpt_command(out_dir: Path) -> list[str]:
+def nanogpt_command(out_dir: Path, steps: int) -> list[str]:
     return [
         sys.executable, "train.py", "--dataset=lit_gpt5_book", "--device=cpu", "--compile=False",
         "--n_layer=4", "--n_head=4", "--n_embd=128", f"--block_size={BLOCK}", "--bias=True", "--dropout=0.0",
-        f"--batch_size={BATCH}", "--gradient_accumulation_steps=1", f"--max_iters={STEPS}",
-        f"--lr_decay_iters={STEPS}", "--learning_rate=2e-3", "--min_lr=1e-4", "--warmup_iters=20",
+        f"--batch_size={BATCH}", "--gradient_accumulation_steps=1", f"--max_iters={steps}",
+        f"--lr_decay_iters={steps}", "--learning_rate=2e-3", "--min_lr=1e-4", "--warmup_iters=20",
         "--weight_decay=0.1", "--grad_clip=1.0", "--eval_interval=100", "--eval_iters=7", "--log_interval=1",
         "--always_save_checkpoint=False", f"--out_dir={out_dir}",
     ]  # fmt: skip
@@ -107,12 +107,12 @@ def nanogpt_step_times(log: Path) -> list[float]:
     return times
 
 
-def ours_command(root: Path, times: Path, text_path: str) -> list[str]:
+def ours_command(root: Path, times: Path, text_path: str, steps: int) -> list[str]:
     callback = json.dumps([{"class_path": "vs_nanogpt.StepTimes", "init_args": {"path": str(times)}}])
     return [
         sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", str(HERE.parent / "configs" / "cpu-demo.yaml"),
         f"--data.text_path={text_path}", f"--trainer.default_root_dir={root}", f"--trainer.callbacks={callback}",
-        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_progress_bar=false", f"--trainer.max_steps={steps}",
     ]  # fmt: skip
 
 
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--nanogpt", required=True, help="a nanoGPT checkout (its train.py, model.py)")
     parser.add_argument("--text_path", required=True, help="the book (e.g. ../shared/data/gutenberg/829-0.txt)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=STEPS, help="500, as cpu-demo; fewer only to try the script")
     parser.add_argument("--json_out", default="vs_nanogpt.json")
     args = parser.parse_args()
     machine = describe_machine()
@@ -139,12 +140,12 @@ def main() -> None:
         work = prepare_nanogpt(Path(args.nanogpt).resolve(), Path(tmp) / "nanogpt", args.text_path)
         for r in range(args.rounds):
             times = Path(tmp) / f"ours{r}.txt"
-            wall, rss = run(ours_command(Path(tmp) / f"ours{r}", times, args.text_path), HERE.parent, env,
+            wall, rss = run(ours_command(Path(tmp) / f"ours{r}", times, args.text_path, args.steps), HERE.parent, env,
                             Path(tmp) / f"ours{r}.log")  # fmt: skip
             step_times = [float(t) for t in times.read_text().split()]
             rows.append(summary("lit_gpt5 cpu-demo", step_times[5:], wall, rss))  # after 5 warm-up steps
             log = Path(tmp) / f"nanogpt{r}.log"
-            wall, rss = run(nanogpt_command(Path(tmp) / f"nano_out{r}"), work, env, log)
+            wall, rss = run(nanogpt_command(Path(tmp) / f"nano_out{r}", args.steps), work, env, log)
             rows.append(summary("nanoGPT train.py", nanogpt_step_times(log)[5:], wall, rss))
             for row in rows[-2:]:
                 print(

@@ -73,8 +73,11 @@ class GPTLitModule(L.LightningModule):
         loss_chunk_size: project to the vocabulary and take the cross-entropy this many positions at a time, so the
             loss never holds a (batch x T x 50,257) float32 logits tensor (``lit_gpt5.loss``); same loss and
             gradients. 0: the plain full-logits loss.
-        compile: run the model and its loss through ``torch.compile`` (training and evaluation; generation stays
-            eager). Worth it on GPUs; off by default because compiling costs minutes and CPUs gain little.
+        compile: compile each transformer block with ``torch.compile`` on a GPU (training, evaluation and
+            generation); the loss over the vocabulary stays eager (the chunked loss is one matmul and one softmax
+            per chunk already). Ignored on a CPU, with a warning: torch 2.13's CPU compiler corrupts the heap on a
+            GPT-2 block at some sequence lengths (33, 64) and gets a 50,257-way cross-entropy wrong (``-inf``).
+            Off by default: compiling costs minutes.
         on_nonfinite: what a NaN/inf loss or gradient does. ``stop``: end the run before the bad update, naming the
             step and the checkpoint to resume from. ``skip``: that optimizer step makes no update; training goes on.
     """
@@ -124,7 +127,6 @@ class GPTLitModule(L.LightningModule):
         self.skipped_steps = 0
         self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
-        self._compiled_loss = None
         # The gradient norm of the current optimizer step, (step, norm), from on_before_optimizer_step (which
         # computes it while finishing the step's mean) for configure_gradient_clipping, which Lightning calls right
         # after it: its public signature carries no norm, and a second pass over every gradient would cost 2-3% of a
@@ -161,10 +163,6 @@ class GPTLitModule(L.LightningModule):
     def loss_sum(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sum of token losses over the supervised targets of a batch, and their number (``GPT.loss_sum``)."""
         self._last_batch_shape = tuple(x.shape)
-        if self.hparams.compile:
-            if self._compiled_loss is None:
-                self._compiled_loss = torch.compile(self.model.loss_sum)
-            return self._compiled_loss(x, y, self.hparams.loss_chunk_size)
         return self.model.loss_sum(x, y, self.hparams.loss_chunk_size)
 
     def prepare_data(self) -> None:
@@ -183,7 +181,22 @@ class GPTLitModule(L.LightningModule):
                 f"lower --data.block_size or raise --model.n_positions"
             )
 
+    def compile_blocks(self, device_type: str) -> bool:
+        """Compile each transformer block in place (parameter names and checkpoints stay the eager model's) on a GPU;
+        on a CPU say why not. Returns whether it compiled."""
+        if device_type == "cpu":
+            log.warning(
+                "lit_gpt5: --model.compile is ignored on a CPU: torch's CPU compiler crashes or miscomputes GPT-2's "
+                "blocks and loss at some sequence lengths (seen with torch 2.13); training runs eager"
+            )
+            return False
+        for block in self.model.transformer.h:
+            block.compile()
+        return True
+
     def setup(self, stage: str) -> None:
+        if self.hparams.compile and not getattr(self, "_blocks_compiled", False):
+            self._blocks_compiled = self.compile_blocks(self.trainer.strategy.root_device.type)
         names = getattr(getattr(self.trainer, "datamodule", None), "val_set_names", [])
         if len(names) > 1 and not self.eval_loss_by_set:
             for name in names:

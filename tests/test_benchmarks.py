@@ -30,7 +30,7 @@ def test_the_machine_line_names_cpu_flags_bf16_and_versions():
 @pytest.mark.slow
 def test_gpu_check_dry_run_prints_speed_and_memory_table(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry_run", "--json_out", str(tmp_path / "g.json")],
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry_run", "--json_out", str(tmp_path / "j")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -38,6 +38,6 @@ def test_gpu_check_dry_run_prints_speed_and_memory_table(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "gpt-nano 4 x 64, precision " in out.stdout and "tokens/s, MFU" in out.stdout
     assert "estimate GiB" in out.stdout and "tracked on fake tensors (dry run)" in out.stdout
-    report = json.loads((tmp_path / "g.json").read_text())
+    report = json.loads((tmp_path / "j").read_text())
     assert report["model5"]["tokens_per_s"] > 0 and len(report["memory"]) == 2
     assert all(abs(row["error"]) < 0.25 for row in report["memory"])

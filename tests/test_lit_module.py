@@ -130,15 +130,15 @@ def test_stop_refuses_a_step_whose_gradient_is_not_finite():
         fit_with_nan_gradient("stop")
 
 
-@pytest.mark.slow
-def test_compiled_and_eager_losses_agree():
-    x, y = torch.randint(0, 50257, (2, 16)), torch.randint(0, 50257, (2, 16))
-    losses = []
-    for compile in (False, True):
-        torch.manual_seed(0)
-        module = GPTLitModule(model_name="gpt-nano", n_layer=1, compile=compile)
-        total, count = module.loss_sum(x, y)
-        (total / count).backward()
-        losses.append((total.detach(), module.model.transformer.wte.weight.grad.clone()))
-    torch.testing.assert_close(losses[1][0], losses[0][0], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(losses[1][1], losses[0][1], rtol=1e-3, atol=1e-5)
+def test_compile_is_ignored_on_a_cpu_with_a_warning_and_compiles_blocks_in_place_elsewhere(capsys):
+    # torch 2.13's CPU compiler corrupted the heap on a compiled GPT-2 block at T = 33 and 64 and returned -inf for a
+    # compiled 50,257-way cross-entropy at 32 rows: on a CPU the option is refused, not trusted.
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1, compile=True)
+    assert module.compile_blocks("cpu") is False
+    assert "--model.compile is ignored on a CPU" in capsys.readouterr().err
+    assert all(not hasattr(block, "_compiled_call_impl") or block._compiled_call_impl is None
+               for block in module.model.transformer.h)  # fmt: skip
+    names = list(module.state_dict())
+    assert module.compile_blocks("cuda") is True  # compiled lazily: nothing runs until the first forward
+    assert all(block._compiled_call_impl is not None for block in module.model.transformer.h)
+    assert list(module.state_dict()) == names  # in place: checkpoints keep the eager model's parameter names

@@ -1,0 +1,160 @@
+"""Model 5 itself: ``configs/model5.yaml`` run to the end, its results written as data for notebook 01.
+
+    python benchmarks/model5_run.py --text_path ../shared/data/gutenberg/829-0.txt                 # ~1 h on 2 cores
+    python benchmarks/model5_run.py --text_path … --sampling shuffled --out notebooks/results/model5-shuffled
+
+Runs, in a process of its own (nothing else should run meanwhile: the wall time and tokens/s are part of the result)::
+
+    python -m lit_gpt5.cli fit --config configs/model5.yaml --trainer.accelerator cpu --data.text_path …
+
+(GPT-2 small, 124M parameters, dropout 0.1, peak learning rate 6e-4, 500 steps of 16 x 256 random windows, precision
+``auto``), then writes to ``--out``:
+
+* ``metrics.csv``: ``step,train_loss,val_loss``, one row per logged step (``val_loss`` empty where not evaluated);
+* ``samples.txt``: the text samples (fixed prompt and seed) before training and after every validation;
+* ``summary.json``: the command, the machine, wall time, peak RSS, median training tokens/s, the loss table, the best
+  step, the train-test gap, tokens seen and passes over the training split;
+* ``loss.png``: train and test loss against steps, with the bigram baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
+
+REPO = HERE.parent
+BIGRAM_BASELINE = 5.462  # interpolated bigram, Gulliver's tail split: python benchmarks/bigram_baseline.py
+
+
+def run(cmd: list[str], log: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of a command in a process of its own; its output goes to ``log``."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"the run failed; its output: {log}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def samples(log_text: str) -> list[tuple[int, str]]:
+    """The TextSampler's samples in a run's console output: (step, text)."""
+    return [(int(s), t) for s, t in re.findall(r"----- sample at step (\d+) -----\n(.*?)\n-----\n", log_text, re.S)]
+
+
+def write_results(out: Path, log_dir: Path, log_text: str, command: list[str], wall: float, rss: float) -> dict:
+    from lit_gpt5.experiments import read_scalars
+
+    scalars = read_scalars(log_dir)
+    train = dict(zip(*scalars["train/loss"], strict=True))
+    val = dict(zip(*scalars["val/loss"], strict=True))
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "train_loss", "val_loss"])
+        for step in sorted(set(train) | set(val)):
+            writer.writerow(
+                [step, f"{train[step]:.6f}" if step in train else "", f"{val[step]:.6f}" if step in val else ""]
+            )
+    (out / "samples.txt").write_text("".join(f"--- step {s} ---\n{t}\n\n" for s, t in samples(log_text)))
+    best = min(val, key=val.get)
+    last = max(val)
+    throughput = scalars.get("train/device/items_per_sec", ([], []))[1]
+    epochs = scalars.get("train/epochs", ([], [0.0]))[1]
+    tokens = scalars.get("train/tokens", ([], [0.0]))[1]
+    # Train loss near a validation step: the mean of the logged steps in the 50 steps up to it.
+    near = [v for s, v in train.items() if last - 50 < s <= last]
+    summary = {
+        "command": " ".join(command),
+        "machine": describe_machine(),
+        "wall_s": wall,
+        "peak_rss_mb": rss,
+        "median_tokens_per_s": statistics.median(throughput) if throughput else None,
+        "val_loss": {str(s): v for s, v in sorted(val.items())},
+        "best_step": best,
+        "best_val_loss": val[best],
+        "final_val_loss": val[last],
+        "final_train_loss": statistics.fmean(near) if near else None,
+        "train_test_gap": (val[last] - statistics.fmean(near)) if near else None,
+        "tokens_seen": tokens[-1] if tokens else None,
+        "passes_over_training_split": epochs[-1] if epochs else None,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot(out, train, val, summary)
+    return summary
+
+
+def plot(out: Path, train: dict, val: dict, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(list(train), list(train.values()), ".-", ms=3, label="train loss (mean over each logged step's tokens)")
+    ax.plot(list(val), list(val.values()), "o-", label="test loss (held-out last 10% of the book)")
+    ax.axhline(BIGRAM_BASELINE, color="gray", ls="--", label=f"bigram baseline ({BIGRAM_BASELINE})")
+    ax.set_xlabel("optimizer step (16 x 256 tokens each)")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_ylim(0, max(8.0, min(val.values()) + 3))
+    ax.set_title(
+        f"Model 5 (GPT-2 small) on Gulliver's Travels, {summary['passes_over_training_split'] or 0:.1f} passes"
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text_path", help="the book; default: downloaded from Project Gutenberg (#829)")
+    parser.add_argument("--sampling", default="random", choices=["random", "shuffled", "sequential"])
+    parser.add_argument("--out", default=None, help="default: notebooks/results/model5[-<sampling>]")
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--max_steps", type=int, default=None, help="only to try the script: fewer than 500 steps")
+    args = parser.parse_args()
+    machine = describe_machine()
+    print(machine["line"])
+    out = Path(
+        args.out
+        or REPO / "notebooks" / "results" / ("model5" if args.sampling == "random" else f"model5-{args.sampling}")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
+            f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
+            f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false",
+        ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
+        command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
+        log = Path(tmp) / "run.log"
+        wall, rss = run(command, log)
+        log_dir = next(Path(tmp).glob("lightning_logs/version_*"))
+        shown = ["python", *command[1:]]
+        shown = [
+            a if not a.startswith("--trainer.default_root_dir") else "--trainer.default_root_dir=<dir>" for a in shown
+        ]
+        summary = write_results(out, log_dir, log.read_text(), shown, wall, rss)
+    print(f"test loss by step: { {s: round(v, 3) for s, v in summary['val_loss'].items()} }")
+    print(
+        f"best step {summary['best_step']} ({summary['best_val_loss']:.3f}); train-test gap at the end "
+        f"{summary['train_test_gap']:.3f}; wall {summary['wall_s'] / 60:.1f} min; "
+        f"{summary['median_tokens_per_s']:,.0f} tokens/s; peak RSS {summary['peak_rss_mb']:,.0f} MB; written to {out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
