@@ -59,7 +59,10 @@ def write_results(out: Path, log_dir: Path, log_text: str, command: list[str], w
     from lit_gpt5.experiments import read_scalars
 
     scalars = read_scalars(log_dir)
-    train = dict(zip(*scalars["train/loss"], strict=True))
+    # train/loss is logged before the optimizer step's update, at the step count before it (99 for the 100th step):
+    # written here at the count after it, so step s holds the train loss of the batch trained just before the
+    # validation at step s.
+    train = {s + 1: v for s, v in zip(*scalars.get("train/loss", ([], [])), strict=True)}
     val = dict(zip(*scalars["val/loss"], strict=True))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "metrics.csv", "w", newline="") as f:
@@ -149,10 +152,12 @@ def main() -> None:
         ]
         summary = write_results(out, log_dir, log.read_text(), shown, wall, rss)
     print(f"test loss by step: { {s: round(v, 3) for s, v in summary['val_loss'].items()} }")
+    gap = summary["train_test_gap"]
     print(
         f"best step {summary['best_step']} ({summary['best_val_loss']:.3f}); train-test gap at the end "
-        f"{summary['train_test_gap']:.3f}; wall {summary['wall_s'] / 60:.1f} min; "
-        f"{summary['median_tokens_per_s']:,.0f} tokens/s; peak RSS {summary['peak_rss_mb']:,.0f} MB; written to {out}"
+        f"{'n/a' if gap is None else f'{gap:.3f}'}; wall {summary['wall_s'] / 60:.1f} min; "
+        f"{summary['median_tokens_per_s'] or 0:,.0f} tokens/s; peak RSS {summary['peak_rss_mb']:,.0f} MB; "
+        f"written to {out}"
     )
 
 
