@@ -1,7 +1,7 @@
 """What Lightning costs per training step: the same LightningModule and batches, stepped by Lightning's Trainer and
 by a plain PyTorch loop that does the same work (forward, loss, backward, clipping, AdamW, LR schedule).
 
-    python benchmarks/lightning_overhead.py          # gpt-micro, 8 x 256 tokens, bf16 autocast: the cpu-demo step
+    python benchmarks/lightning_overhead.py          # gpt-micro, 8 x 256 tokens, precision auto: the cpu-demo step
 
 Both run --steps steps, alternating blocks of --block steps so that both see the same machine; the median step time
 of each is taken from the Trainer's own batch hooks and the loop's clock. Prints both, the overhead in ms and as a
@@ -49,6 +49,7 @@ class Batches(L.LightningDataModule):
 
 def main() -> None:
     from lit_gpt5.lit_module import GPTLitModule
+    from lit_gpt5.precision import resolve_precision
     from lit_gpt5.runtime import keep_freed_memory
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,6 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     print(describe_machine()["line"])
     keep_freed_memory()
+    precision, _ = resolve_precision("auto", "cpu")
+    bf16 = precision.startswith("bf16")
     torch.manual_seed(0)
     batches = [
         (torch.randint(0, 50257, (args.batch_size, args.block_size)),) * 2 for _ in range(args.block)
@@ -73,14 +76,14 @@ def main() -> None:
     for _ in range(args.steps // args.block):
         clock = StepClock()
         trainer = L.Trainer(
-            accelerator="cpu", precision="bf16-mixed", max_steps=args.block, gradient_clip_val=1.0, logger=False,
+            accelerator="cpu", precision=precision, max_steps=args.block, gradient_clip_val=1.0, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
         )  # fmt: skip
         trainer.fit(module, datamodule=Batches(batches))
         lightning_times += clock.times[1:]  # the first step of a fit pays for setting up
         for i, (x, y) in enumerate(batches):
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 total, count = plain.loss_sum(x, y)
             (total / count).backward()
             torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
@@ -91,12 +94,12 @@ def main() -> None:
                 plain_times.append(time.perf_counter() - start)
     lightning_step, plain_step = statistics.median(lightning_times), statistics.median(plain_times)
     overhead = lightning_step - plain_step
-    print(f"{args.model}, {args.batch_size} x {args.block_size} tokens, bf16-mixed, CPU")
+    print(f"{args.model}, {args.batch_size} x {args.block_size} tokens, {precision} (auto), CPU")
     print(f"  Lightning Trainer  {lightning_step * 1e3:8.1f} ms per step (median of {len(lightning_times)})")
     print(f"  plain PyTorch loop {plain_step * 1e3:8.1f} ms per step (median of {len(plain_times)})")
     print(f"  overhead           {overhead * 1e3:8.1f} ms = {overhead / plain_step:+.1%} of a step")
     with open(args.json_out, "w") as f:
-        json.dump({"settings": vars(args), "lightning": lightning_times, "plain": plain_times,
+        json.dump({"settings": vars(args), "precision": precision, "lightning": lightning_times, "plain": plain_times,
                    "overhead_share": overhead / plain_step}, f, indent=1)  # fmt: skip
 
 
