@@ -39,6 +39,7 @@ def measure(row: dict) -> int:
         activation_checkpointing=row["activation_checkpointing"],
         loss_chunk_size=row["loss_chunk_size"],
         fsdp_ranks=row["devices"] if row["strategy"] == "fsdp" else 0,
+        lora_r=row["lora_r"],
     )
 
 
@@ -75,7 +76,7 @@ def cuda_peak(row: dict) -> int | None:
         torch.cuda.empty_cache()
 
 
-def grid(models: list[str], fsdp_models: list[str]) -> list[dict]:
+def grid(models: list[str], fsdp_models: list[str], lora_models: list[str]) -> list[dict]:
     rows = []
     for model, block_size, mb, ac, chunk in itertools.product(models, (512, 1024), (1, 4, 8), (False, True), (0, 512)):
         rows.append(
@@ -87,6 +88,20 @@ def grid(models: list[str], fsdp_models: list[str]) -> list[dict]:
                 loss_chunk_size=chunk,
                 strategy="ddp",
                 devices=1,
+                lora_r=0,
+            )
+        )
+    for model, r, mb, ac, chunk in itertools.product(lora_models, (8, 64), (1, 8), (False, True), (0, 512)):
+        rows.append(
+            dict(
+                model=model,
+                block_size=1024,
+                micro_batch_size=mb,
+                activation_checkpointing=ac,
+                loss_chunk_size=chunk,
+                strategy="ddp",
+                devices=1,
+                lora_r=r,
             )
         )
     for model, mb, ac, chunk in itertools.product(fsdp_models, (1, 8), (False, True), (0, 512)):
@@ -99,6 +114,7 @@ def grid(models: list[str], fsdp_models: list[str]) -> list[dict]:
                 loss_chunk_size=chunk,
                 strategy="fsdp",
                 devices=8,
+                lora_r=0,
             )
         )
     return rows
@@ -115,12 +131,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--fsdp_models", nargs="*", default=list(MODELS))
+    parser.add_argument("--lora_models", nargs="*", default=list(MODELS[1:]), help="LoRA rows (ranks 8 and 64)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cuda", action="store_true", help="also measure real steps on this machine's GPU")
     parser.add_argument("--json_out", default="memory.json")
     args = parser.parse_args()
     print(describe_machine()["line"])
-    rows = grid(args.models, args.fsdp_models)
+    rows = grid(args.models, args.fsdp_models, args.lora_models)
     start = time.perf_counter()
     # T=512 x 8 and T=1024 x 4 are one tracked step; the biggest models first, so no slow row ends up alone at the end.
     unique: dict[tuple, dict] = {}
@@ -137,7 +154,8 @@ def main() -> None:
         if args.cuda:
             results[-1]["cuda"] = cuda_peak(row)
     header = (
-        f"{'model':<12}{'T':>5}{'mb':>4}{'AC':>4}{'loss':>7}{'strategy':>10}{'tracked':>9}{'estimate':>10}{'error':>8}"
+        f"{'model':<12}{'T':>5}{'mb':>4}{'AC':>4}{'loss':>7}{'strategy':>10}{'LoRA':>5}{'tracked':>9}{'estimate':>10}"
+        f"{'error':>8}"
     )
     print(header + ("  cuda" if args.cuda else ""))
     for r in results:
@@ -145,6 +163,7 @@ def main() -> None:
         strategy = "ddp" if r["strategy"] == "ddp" else f"fsdp x{r['devices']}"
         ac = "y" if r["activation_checkpointing"] else "-"
         line = f"{r['model']:<12}{r['block_size']:>5}{r['micro_batch_size']:>4}{ac:>4}{loss:>7}{strategy:>10}"
+        line += f"{r['lora_r'] or '-':>5}"
         line += f"{r['tracked'] / GiB:>9.2f}{r['estimate'] / GiB:>10.2f}{r['error'] * 100:>+7.1f}%"
         if r.get("cuda"):
             line += f"  {r['cuda'] / GiB:.2f}" if r["cuda"] > 0 else "  OOM"

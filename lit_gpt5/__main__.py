@@ -31,14 +31,27 @@ def usage() -> str:
     return (
         "usage: lit-gpt5 <command> [arguments]\n\ncommands:\n"
         + "\n".join(lines)
-        + "\n\n'lit-gpt5 <command> --help' for more"
+        + "\n\n'lit-gpt5 <command> --help' for more; 'lit-gpt5 --version' for the version"
     )
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("lit_gpt5")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return
+    if argv[0] in ("-V", "--version"):
+        print(f"lit-gpt5 {version()}")
         return
     if argv[0] not in COMMANDS:
         from lit_gpt5.errors import UserError

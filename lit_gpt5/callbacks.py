@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_gpt5.data.streams import micro_batches_trained
 from lit_gpt5.log import get_logger
 
 log = get_logger(__name__)
@@ -158,7 +159,7 @@ class CoverageMonitor(L.Callback):
             return
         self.seen = torch.zeros(int(self.sampler.lengths.sum()) + 1, dtype=torch.bool)
         self.micro_batches = 0
-        for _ in range(trainer.global_step * trainer.accumulate_grad_batches):
+        for _ in range(micro_batches_trained(trainer)):
             self._mark(trainer.world_size)
 
     def _mark(self, world_size: int) -> None:

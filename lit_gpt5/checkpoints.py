@@ -70,23 +70,31 @@ def checkpoint_config(ckpt: dict) -> GPTConfig:
     )
 
 
-def load_checkpoint(path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout: float | None = None) -> GPT:
-    """The ``GPT`` inside one of our Lightning checkpoints (weights only: no optimizer, no step)."""
+def load_checkpoint(
+    path: str | os.PathLike, dtype: torch.dtype = torch.float32, dropout: float | None = None, merge: bool = True
+) -> GPT:
+    """The ``GPT`` inside one of our Lightning checkpoints (weights only: no optimizer, no step). A checkpoint of a
+    LoRA run gives the base model with its adapters merged in (``merge=False``: with the adapters, as trained)."""
+    from lit_gpt5.lora import apply_lora, merge_lora
+
     path = Path(path).expanduser()
     ckpt = read_checkpoint(path)
     config = checkpoint_config(ckpt)
     if dropout is not None:
         config = replace(config, dropout=dropout)
     state = {k.removeprefix("model."): v.to(dtype) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    lora = (ckpt.get("lit_gpt5") or {}).get("lora")
     with torch.device("meta"):
         model = GPT(config)
+        if lora:
+            apply_lora(model, lora["r"], lora["alpha"], targets=tuple(lora["targets"]))
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1].strip()
         raise UserError(f"{path} does not hold a GPT matching its own config: {first}") from None
     model.tie_weights()
-    return model
+    return merge_lora(model) if lora and merge else model
 
 
 def tuning_template(path: str | os.PathLike) -> str | None:

@@ -26,9 +26,12 @@ from lit_gpt5.checkpointing import AtomicCheckpointIO, BestCheckpoint, Resumable
 from lit_gpt5.checkpoints import check_checkpoint
 from lit_gpt5.cli_parser import ArgumentParser
 from lit_gpt5.compat import CheckpointArgumentsKept
+from lit_gpt5.errors import UserError
+from lit_gpt5.files import check_output_dir
 from lit_gpt5.lit_module import GPTLitModule
+from lit_gpt5.log import no_advert
 from lit_gpt5.precision import Trainer
-from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_model
+from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_data, settle_resumed_model
 from lit_gpt5.runtime import keep_freed_memory
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -39,11 +42,6 @@ STANDARD_CALLBACKS = {
     "sampler": TextSampler,
     "throughput": TokenThroughput,
 }
-
-
-def no_advert(record) -> bool:
-    """Drop the advertisement Lightning logs at every start: it would sit between the user and one-line errors."""
-    return not str(record.msg).startswith("💡 Tip")
 
 
 class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
@@ -58,6 +56,10 @@ class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        if subcommand == "fit":  # before Lightning creates the run's folder there
+            check_output_dir(
+                self.config.fit.trainer.get("default_root_dir") or os.getcwd(), "--trainer.default_root_dir"
+            )
         ckpt_path = local_checkpoint(self.config[subcommand].get("ckpt_path")) if subcommand else None
         if ckpt_path is None or isinstance(args, dict | Namespace):
             return
@@ -69,6 +71,14 @@ class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
         )
         config = self.config[subcommand]
         config.model = settle_resumed_model(config.model, ckpt, ckpt_path)
+        if subcommand == "fit":
+            settle_resumed_data(config.data, config.trainer, ckpt, ckpt_path)
+            max_steps, done = config.trainer.get("max_steps"), ckpt.get("global_step", 0)
+            if max_steps is not None and 0 <= max_steps <= done:
+                raise UserError(
+                    f"--ckpt_path {ckpt_path} is at step {done} and --trainer.max_steps is {max_steps}: nothing is "
+                    "left to train; raise --trainer.max_steps to continue the run, or evaluate it with validate or test"
+                )
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -104,6 +114,10 @@ def main(args: list[str] | None = None) -> None:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # float32 runs use TF32 tensor cores (Ampere and newer)
     defaults = str(resources.files("lit_gpt5").joinpath("cli_defaults.yaml"))
+    if args is not None and list(args) == sys.argv[1:]:
+        # The console script passes on its own command line: let LightningCLI read it from sys.argv, as it does for
+        # `python -m lit_gpt5.cli`, instead of warning that both were given (twice, with the whole command line).
+        args = None
     prog = "lit-gpt5" if os.path.basename(sys.argv[0]) == "lit-gpt5" else "python -m lit_gpt5.cli"
     GPT5CLI(
         GPTLitModule,

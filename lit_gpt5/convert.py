@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lit_gpt5.errors import ArgumentParser, UserError
-from lit_gpt5.files import atomic_path, write_bytes_atomic
+from lit_gpt5.files import atomic_path, check_output_dir, write_bytes_atomic
 from lit_gpt5.model import GPT, GPTConfig
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -27,6 +27,9 @@ SUPPORTED_ACTIVATIONS = (None, "gelu_new", "gelu_pytorch_tanh")
 
 
 def config_from_hf(cfg: dict, source: str = "config.json") -> GPTConfig:
+    if not isinstance(cfg, dict):
+        kind = type(cfg).__name__
+        raise UserError(f"{source} holds a JSON {kind}, not an object of settings: not a GPT-2 config.json")
     if cfg.get("model_type", "gpt2") != "gpt2":
         raise UserError(f"{source} describes a {cfg.get('model_type')!r} model; only GPT-2 checkpoints can be loaded")
     if cfg.get("activation_function") not in SUPPORTED_ACTIVATIONS:
@@ -37,6 +40,12 @@ def config_from_hf(cfg: dict, source: str = "config.json") -> GPTConfig:
         raise UserError(f"{source}: attention variants (scale_attn_by_inverse_layer_idx, ...) are not supported")
     if cfg.get("scale_attn_weights") is False:
         raise UserError(f"{source}: scale_attn_weights=false is not supported")
+    for key in ("n_positions", "vocab_size", "n_layer", "n_head", "n_embd"):
+        value = cfg.get(key)
+        if key in cfg and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise UserError(f"{source}: {key} must be a positive integer, got {value!r}")
+    if isinstance(cfg.get("n_embd"), int) and isinstance(cfg.get("n_head"), int) and cfg["n_embd"] % cfg["n_head"]:
+        raise UserError(f"{source}: n_embd {cfg['n_embd']} is not divisible by n_head {cfg['n_head']}")
     try:
         return GPTConfig(
             block_size=cfg["n_positions"],
@@ -189,13 +198,28 @@ def main(argv: list[str] | None = None) -> None:
     from_hf = sub.add_parser("from-hf", help="a Hugging Face GPT-2 directory -> a .ckpt for --model.init_from")
     from_hf.add_argument("--hf_dir", required=True, help="local directory with config.json and model.safetensors")
     from_hf.add_argument("--out", required=True, help="the .ckpt file to write")
+    to_peft = sub.add_parser("to-peft", help="the LoRA adapters of a .ckpt -> a PEFT adapter directory")
+    to_peft.add_argument("--ckpt", required=True, help="a checkpoint of a run with --model.lora_r N")
+    to_peft.add_argument("--out", required=True, help="directory for adapter_config.json, adapter_model.safetensors")
+    to_peft.add_argument("--base", default=None, help="recorded as base_model_name_or_path (e.g. the HF directory)")
     args = parser.parse_args(argv)
     from lit_gpt5.checkpoints import load_checkpoint, save_checkpoint, tuning_template
 
     out = Path(args.out).expanduser()
+    if args.command == "to-peft":
+        from lit_gpt5.lora import save_peft_adapter
+
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is an existing file; pass a directory (it is created if missing)")
+        check_output_dir(out, "--out")
+        model = load_checkpoint(args.ckpt, merge=False)
+        save_peft_adapter(model, out, args.base)
+        print(f"wrote {args.out}: LoRA adapters; load them with peft.PeftModel.from_pretrained(GPT2LMHeadModel, ...)")
+        return
     if args.command == "to-hf":
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is an existing file; pass a directory (it is created if missing)")
+        check_output_dir(out, "--out")
         model = load_checkpoint(args.ckpt)
         save_hf(model, out)
         template = tuning_template(args.ckpt)
@@ -205,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if out.is_dir():
             raise UserError(f"--out {out} is a directory; pass the path of the .ckpt file to write")
+        check_output_dir(out.parent, "--out", shown=out)
         model = load_hf(args.hf_dir)
         save_checkpoint(model, args.out)
         print(f"wrote {args.out}: {model.num_params():,} parameters; start from it with --model.init_from {args.out}")

@@ -23,6 +23,7 @@ from torchmetrics import MeanMetric
 from lit_gpt5.data.preferences import PreferenceDataModule, PreferenceDataset, collate_pairs
 from lit_gpt5.errors import UserError
 from lit_gpt5.lit_module import GPTLitModule
+from lit_gpt5.lora import BaseView
 from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.model import GPT
 
@@ -59,9 +60,23 @@ def dpo_loss(
     return losses, chosen_rewards, rejected_rewards
 
 
-def sequence_logps(model: GPT, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
-    """log pi(response | prompt) of each row: the sum of the log-probabilities of its supervised tokens."""
-    return -model.token_losses(x, y, chunk_size).sum(-1)
+def sequence_logps(
+    model: GPT,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk_size: int = 0,
+    input_pos: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log pi(response | prompt) of each row: the sum of the log-probabilities of its supervised tokens. Packed rows
+    (``segments``, as ``PreferenceDataset.collate_packed`` numbers them: 2k pair k's chosen side, 2k + 1 its
+    rejected one): one figure per sequence, ordered as unpacked rows are, the chosen sides first."""
+    losses = model.token_losses(x, y, chunk_size, input_pos=input_pos, segments=segments)
+    if segments is None:
+        return -losses.sum(-1)
+    keep = segments >= 0
+    sums = losses.new_zeros(int(segments.max()) + 1).index_add(0, segments[keep], losses[keep])
+    return -sums.view(-1, 2).t().reshape(-1)
 
 
 @torch.no_grad()
@@ -95,7 +110,9 @@ class DPOLitModule(GPTLitModule):
     Args:
         beta: the KL penalty's strength: higher keeps the policy closer to the reference.
         loss_type: ``sigmoid`` (DPO) or ``ipo``.
-        reference: the reference model's weights, if not ``init_from`` (an HF directory or a ``.ckpt``).
+        reference: the reference model's weights, if not ``init_from`` (an HF directory or a ``.ckpt``). With LoRA
+            (``lora_r`` > 0) and no ``reference``, the reference is the policy with its adapters switched off: the
+            ``init_from`` model itself, with no second copy in memory.
         precompute_reference: compute the reference's log-probabilities of every pair once at the start and drop
             the reference model, so no second model sits in memory while training; they are saved in checkpoints.
         dropout: 0 by default: with dropout the policy's log-probabilities would differ from the reference's even
@@ -104,6 +121,7 @@ class DPOLitModule(GPTLitModule):
     """
 
     unit_name = "pairs"
+    batch_kind = "pairs"
 
     def __init__(
         self,
@@ -121,9 +139,12 @@ class DPOLitModule(GPTLitModule):
             )
         dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), beta, loss_type)  # checks both
         super().__init__(init_from=init_from, dropout=dropout, **kwargs)
-        self._reference: list[GPT] = []  # a list, so that the frozen model is not a submodule (nor in checkpoints)
+        self._reference: list[GPT | BaseView] = []  # a list: the frozen model is not a submodule (nor in checkpoints)
         self.reference_logps: dict[str, torch.Tensor] = {}
-        if not precompute_reference:
+        self.lora_reference = bool(kwargs.get("lora_r")) and reference is None
+        if self.lora_reference:
+            self._reference.append(BaseView(self.model))
+        elif not precompute_reference:
             self._reference.append(self._frozen(reference or init_from))
         self.metrics = torch.nn.ModuleDict(
             {
@@ -142,16 +163,18 @@ class DPOLitModule(GPTLitModule):
         return model
 
     @property
-    def reference_model(self) -> GPT | None:
+    def reference_model(self) -> GPT | BaseView | None:
+        """The frozen reference pi_ref (with LoRA, a view of the policy without its adapters); None when only its
+        precomputed log-probabilities are kept."""
         return self._reference[0] if self._reference else None
 
-    def reference_sequence_logps(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, split: str):
+    def reference_sequence_logps(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, split: str, *packed):
         if self.reference_logps:
             table = self.reference_logps[split].to(x.device)
             return torch.cat([table[index, 0], table[index, 1]])
         reference = self.reference_model.to(x.device)
         with torch.no_grad():
-            return sequence_logps(reference, x, y, self.hparams.loss_chunk_size)
+            return sequence_logps(reference, x, y, self.hparams.loss_chunk_size, *packed)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -162,7 +185,8 @@ class DPOLitModule(GPTLitModule):
     def _precompute(self, datamodule: PreferenceDataModule) -> dict[str, torch.Tensor]:
         """log pi_ref(chosen) and log pi_ref(rejected) of every pair, by the reference loaded just for this."""
         hp = self.hparams
-        reference = self._frozen(hp.reference or hp.init_from).to(self.device)
+        reference = BaseView(self.model) if self.lora_reference else self._frozen(hp.reference or hp.init_from)
+        reference = reference.to(self.device)
         tables = {}
         for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
             table = torch.zeros(len(dataset), 2)
@@ -177,11 +201,11 @@ class DPOLitModule(GPTLitModule):
         return tables
 
     def _pairs(self, batch, split: str) -> tuple[torch.Tensor, ...]:
-        x, y, index = batch
+        x, y, *packed, index = batch  # (x, y, index), or (x, y, positions, segments, index) of packed rows
         self._last_batch_shape = tuple(x.shape)
         n = len(index)
-        policy = sequence_logps(self.model, x, y, self.hparams.loss_chunk_size)
-        ref = self.reference_sequence_logps(x, y, index, split).to(policy.dtype)
+        policy = sequence_logps(self.model, x, y, self.hparams.loss_chunk_size, *packed)
+        ref = self.reference_sequence_logps(x, y, index, split, *packed).to(policy.dtype)
         losses, chosen, rejected = dpo_loss(
             policy[:n], policy[n:], ref[:n], ref[n:], self.hparams.beta, self.hparams.loss_type
         )

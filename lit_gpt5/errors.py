@@ -58,7 +58,17 @@ def run_main(main: Callable[[], T]) -> T:
         lightning = sys.modules.get("lightning.fabric.utilities.exceptions")
         user_types = (UserError,) + ((lightning.MisconfigurationException,) if lightning else ())
         cause = _find(err, user_types)
-        if cause is None or debug_enabled():
+        if cause is None:
+            # A file-system error on a path (a read-only or full disk, a file where a folder should be) that no
+            # check caught first: still one line naming the path and the fix.
+            cause = _find(err, (OSError,))
+            if cause is None or not cause.filename or debug_enabled():
+                raise
+            from lit_gpt5.files import os_error_message
+
+            print(f"error: {os_error_message(cause, 'use')}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if debug_enabled():
             raise
         message = " ".join(str(cause).split())  # one line, whatever the library wrote
         print(f"error: {message}", file=sys.stderr)

@@ -57,7 +57,18 @@ def train(
         enable_model_summary=False,
         callbacks=[CoverageMonitor(), *(callbacks or [])],
     )
-    trainer.fit(module, datamodule=datamodule)
+    # Lightning's start-up advertisement, filtered for this fit only: a study runs many fits and a notebook would show
+    # it once per run.
+    import logging
+
+    from lit_gpt5.log import no_advert
+
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning_log.addFilter(no_advert)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        lightning_log.removeFilter(no_advert)
     return Path(logger.log_dir)
 
 

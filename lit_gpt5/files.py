@@ -1,10 +1,13 @@
-"""Files that are either whole or absent: a crash, Ctrl-C or a full disk never leaves a half-written file behind."""
+"""Files that are either whole or absent (a crash, Ctrl-C or a full disk never leaves a half-written file behind), and
+the one place where a file-system error on an output becomes a one-line message naming the path and the fix."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +47,7 @@ def read_input(path: str | os.PathLike, what: str, flag: str) -> bytes:
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a {what}; pass a file to {flag}")
     try:
-        return path.read_bytes()
+        return read_once(path)
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror}; check the file's permissions") from None
 
@@ -85,3 +88,63 @@ def not_utf8_message(source: str, data: bytes, offset: int) -> str:
         f"{source} is not UTF-8 text (invalid byte at offset {offset}); it looks like {encoding}: convert it first, "
         f"e.g. `iconv -f {encoding} -t utf-8 IN > OUT`"
     )
+
+
+def os_error_message(err: OSError, what: str = "write") -> str:
+    """An ``OSError`` on a path as one line: what failed, where, and what to do about it."""
+    path = err.filename or "a file"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space or choose a folder on another disk"
+    elif err.errno == errno.EROFS:
+        fix = "it is on a read-only file system: choose a writable folder"
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        fix = "you may not write there: choose a writable folder or fix its permissions"
+    elif err.errno in (errno.ENOTDIR, errno.EEXIST):
+        fix = "a file stands where a folder is needed (or the other way round): choose another path"
+    else:
+        fix = "check the path and the disk"
+    return f"cannot {what} {path}: {err.strerror or err}; {fix}"
+
+
+def check_output_dir(path: str | os.PathLike, flag: str, shown: str | os.PathLike | None = None) -> Path:
+    """``path`` as a folder outputs can be written to, checked before anything is written (and nothing created):
+    a one-line error naming ``flag`` (and ``shown``, the value given, when it is a file in ``path``) if a part of it
+    is a file, or the folder (or its nearest existing parent) is not writable. The folder itself is created by
+    whoever writes into it."""
+    from lit_gpt5.errors import UserError
+
+    path = Path(path).expanduser()
+    target = Path(shown).expanduser() if shown is not None else path
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "it is" if existing == target else f"its parent {existing} is"
+        raise UserError(f"{flag} {target}: {where} a file, not a folder; choose a folder")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        why = "on a read-only file system" if _read_only(existing) else "not writable"
+        raise UserError(f"{flag} {target}: {existing} is {why}; choose a writable folder")
+    return path
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+_STREAMS: dict[str, bytes] = {}
+
+
+def read_once(path: Path) -> bytes:
+    """The bytes of ``path``; a pipe or another stream that is not a regular file (``<(command)``, ``/dev/stdin``) is
+    read once per process and kept, since a second read would find it empty."""
+    if stat.S_ISREG(path.stat().st_mode):
+        return path.read_bytes()
+    key = str(path)
+    if key not in _STREAMS:
+        _STREAMS[key] = path.read_bytes()
+    return _STREAMS[key]

@@ -7,6 +7,7 @@ python -m lit_gpt5.generate --ckpt path/to/hf-gpt2-dir --prompt "Once upon a tim
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -227,8 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    if args.max_new_tokens < 0 or args.temperature < 0:
-        raise UserError("--max_new_tokens and --temperature must be >= 0")
+    if args.max_new_tokens < 0:
+        raise UserError(f"--max_new_tokens must be >= 0, got {args.max_new_tokens}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise UserError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UserError(f"--top_p must be in (0, 1], got {args.top_p}")
     if args.top_k is not None and args.top_k <= 0:

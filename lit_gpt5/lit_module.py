@@ -12,40 +12,20 @@ import torch
 from torchmetrics import MeanMetric
 
 from lit_gpt5.compat import log_during_sanity_check
+from lit_gpt5.data.streams import micro_batches_trained
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
+from lit_gpt5.lora import TARGETS, apply_lora, hold_frozen_in, lora_settings
 from lit_gpt5.loss import mean_loss
 from lit_gpt5.model import GPT, GPTConfig
 from lit_gpt5.optim import adamw_with_schedule, check_schedule, clip_gradients, fused_adamw_possible, lr_at
 from lit_gpt5.resume import apply_policy_changes
+from lit_gpt5.run_checks import check_model_args, check_run
 from lit_gpt5.step import NonFiniteLossError, StepMean, check_step
 
 log = get_logger(__name__)
 
 __all__ = ["GPTLitModule", "NonFiniteLossError"]
-
-
-def check_model_args(model_name: str, dropout: float | None, sizes: dict, init_from: str | None) -> None:
-    """One-line errors for model arguments that cannot build a model (before anything is built or loaded)."""
-    if dropout is not None and not 0.0 <= dropout < 1.0:
-        raise UserError(f"--model.dropout must be in [0, 1), got {dropout}")
-    for name in ("n_layer", "n_head", "n_embd", "block_size"):
-        value = sizes[name]
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            flag = "n_positions" if name == "block_size" else name
-            raise UserError(f"--model.{flag} must be a positive integer, got {value!r}")
-    if init_from:
-        return
-    config = GPTConfig.from_name(model_name)
-    n_embd, n_head = sizes["n_embd"] or config.n_embd, sizes["n_head"] or config.n_head
-    if n_embd % n_head:
-        divisors = sorted(
-            sorted((d for d in range(1, n_embd + 1) if n_embd % d == 0), key=lambda d: abs(d - n_head))[:3]
-        )
-        raise UserError(
-            f"n_embd {n_embd} is not divisible by n_head {n_head} (model {model_name}); choose --model.n_head "
-            f"among {', '.join(map(str, divisors))}, or change --model.n_embd"
-        )
 
 
 class GPTLitModule(L.LightningModule):
@@ -80,9 +60,15 @@ class GPTLitModule(L.LightningModule):
             Off by default: compiling costs minutes.
         on_nonfinite: what a NaN/inf loss or gradient does. ``stop``: end the run before the bad update, naming the
             step and the checkpoint to resume from. ``skip``: that optimizer step makes no update; training goes on.
+        lora_r: LoRA rank; 0 (the default) trains every weight. With r > 0 the base weights are frozen (and held in
+            16 bits under mixed precision) and only low-rank adapters on ``lora_targets`` train (``lit_gpt5.lora``).
+        lora_alpha, lora_dropout: the adapters' scale (alpha / r) and input dropout.
+        lora_targets: which linear layers get adapters: ``c_attn`` (attention q, k, v), ``c_proj`` (attention and
+            MLP outputs), ``c_fc`` (MLP input); default all three.
     """
 
     unit_name = "supervised_tokens"  # what the loss of a step is the mean over (logged as train/<unit_name>)
+    batch_kind = "tokens"  # the batches it trains on: (x, y); a data module that says otherwise is refused
 
     def __init__(
         self,
@@ -105,6 +91,10 @@ class GPTLitModule(L.LightningModule):
         loss_chunk_size: int = 512,
         compile: bool = False,
         on_nonfinite: Literal["stop", "skip"] = "stop",
+        lora_r: int = 0,
+        lora_alpha: float = 16.0,
+        lora_dropout: float = 0.0,
+        lora_targets: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -120,11 +110,14 @@ class GPTLitModule(L.LightningModule):
         else:
             self.model = GPT(GPTConfig.from_name(model_name, dropout=dropout, **sizes))
         self.model.gradient_checkpointing = activation_checkpointing
+        if lora_r:
+            apply_lora(self.model, lora_r, lora_alpha, lora_dropout, tuple(lora_targets or TARGETS))
         self.step_mean = StepMean()
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.eval_loss_by_set = torch.nn.ModuleDict()  # one MeanMetric per held-out set, when there are several
         self.tokens_seen = 0
         self.skipped_steps = 0
+        self.resumed_at: tuple[int, int] | None = None  # (step, micro-batches trained) of the checkpoint resumed
         self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
         # The gradient norm of the current optimizer step, (step, norm), from on_before_optimizer_step (which
@@ -160,26 +153,21 @@ class GPTLitModule(L.LightningModule):
         batch, seq = self._last_batch_shape
         return self.model.flops_per_token(seq, training=self.training) * batch * seq
 
-    def loss_sum(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sum of token losses over the supervised targets of a batch, and their number (``GPT.loss_sum``)."""
+    def loss_sum(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum of token losses over the supervised targets of a batch, and their number (``GPT.loss_sum``); a packed
+        batch also gives its positions and segments."""
         self._last_batch_shape = tuple(x.shape)
-        return self.model.loss_sum(x, y, self.hparams.loss_chunk_size)
+        return self.model.loss_sum(x, y, self.hparams.loss_chunk_size, input_pos=input_pos, segments=segments)
 
     def prepare_data(self) -> None:
         # Checked here, before Lightning creates the run's log directory, so bad input leaves no empty run behind.
-        if self.trainer.state.fn == "fit":
-            self.decay_steps()  # a schedule needs an end: max_steps or lr_decay_steps
-        if self.trainer.accumulate_grad_batches < 1:  # Lightning itself would fail later with a ZeroDivisionError
-            raise UserError(
-                f"accumulate_grad_batches must be a positive integer, got {self.trainer.accumulate_grad_batches}"
-            )
-        datamodule = getattr(self.trainer, "datamodule", None)
-        data_block = getattr(datamodule, "block_size", None)
-        if data_block is not None and data_block > self.config.block_size:
-            raise UserError(
-                f"data block_size {data_block} is larger than the model's {self.config.block_size} positions; "
-                f"lower --data.block_size or raise --model.n_positions"
-            )
+        check_run(self.trainer, self)
 
     def compile_blocks(self, device_type: str) -> bool:
         """Compile each transformer block in place (parameter names and checkpoints stay the eager model's) on a GPU;
@@ -195,6 +183,9 @@ class GPTLitModule(L.LightningModule):
         return True
 
     def setup(self, stage: str) -> None:
+        if self.hparams.lora_r:
+            # Frozen weights in the autocast dtype: half their memory, and the very matmuls autocast would run.
+            hold_frozen_in(self.model, str(self.trainer.precision))
         if self.hparams.compile and not getattr(self, "_blocks_compiled", False):
             self._blocks_compiled = self.compile_blocks(self.trainer.strategy.root_device.type)
         names = getattr(getattr(self.trainer, "datamodule", None), "val_set_names", [])
@@ -206,22 +197,21 @@ class GPTLitModule(L.LightningModule):
         if self._rng_seed is None:  # not restored from a checkpoint: the seed of this run (seed_everything)
             self._rng_seed = torch.initial_seed()
         if self.trainer.is_global_zero:
-            from lit_gpt5.memory import describe_run
+            from lit_gpt5.startup import describe_run
 
             log.info(describe_run(self.trainer, self))
 
     def seed_dropout(self, batch_idx: int) -> None:
         """Seed the global RNG from (run seed, rank, micro-batch index): dropout then depends on where in the run a
         micro-batch is, not on what drew random numbers before it, so a resumed run draws the same masks."""
-        accumulate = self.trainer.accumulate_grad_batches
-        index = self.global_step * accumulate + batch_idx % accumulate
+        index = micro_batches_trained(self.trainer) + batch_idx % self.trainer.accumulate_grad_batches
         state = np.random.SeedSequence([self._rng_seed, self.global_rank, index]).generate_state(2, dtype=np.uint32)
         torch.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *packed = batch  # (x, y), or (x, y, positions, segments) of packed rows
         self.seed_dropout(batch_idx)
-        loss_sum, supervised = self.loss_sum(x, y)
+        loss_sum, supervised = self.loss_sum(x, y, *packed)
         return self.step_mean.add(loss_sum, supervised, x.numel())
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -303,8 +293,12 @@ class GPTLitModule(L.LightningModule):
             **self.step_mean.state_dict(),
             "rng_seed": self._rng_seed,
             "skipped_steps": self.skipped_steps,
+            # Where the batch stream stands, so a resume with other accumulation continues it exactly.
+            "micro_batches": micro_batches_trained(self.trainer),
+            "accumulate_grad_batches": self.trainer.accumulate_grad_batches,
             # The architecture itself, so a checkpoint is usable without the arguments that built it.
             "model_config": asdict(self.config),
+            "lora": lora_settings(self.model),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -325,6 +319,8 @@ class GPTLitModule(L.LightningModule):
         self.step_mean.load_state_dict(state)
         self._rng_seed = state.get("rng_seed")
         self.skipped_steps = state.get("skipped_steps", 0)
+        if "micro_batches" in state:
+            self.resumed_at = (checkpoint.get("global_step", 0), state["micro_batches"])
 
     def decay_steps(self) -> int:
         """The optimizer step at which the cosine reaches ``min_lr``."""

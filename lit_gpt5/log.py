@@ -53,3 +53,8 @@ def get_logger(name: str) -> logging.Logger:
     """The logger of a module of the package (``lit_gpt5.<module>``): it inherits the ``lit_gpt5`` logger's level
     and handler."""
     return logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
+
+
+def no_advert(record) -> bool:
+    """Drop the advertisement Lightning logs at every start: it would sit between the user and one-line errors."""
+    return not str(record.msg).startswith("💡 Tip")

@@ -95,9 +95,11 @@ class _LinearCrossEntropySum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size: int, dtype: torch.dtype, rows: int | None):
         w = weight.to(dtype)
-        grad_needed = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # Only the gradients that are needed: with a frozen output matrix (LoRA) no (vocabulary x C) accumulator.
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_needed = need_h or need_w
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grad_h = torch.empty_like(hidden) if grad_needed else None
+        grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = None
         for start in range(0, hidden.size(0), chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
@@ -105,10 +107,12 @@ class _LinearCrossEntropySum(torch.autograd.Function):
             total += losses.sum()
             if grad_needed:
                 mask = valid[:, None].to(dtype)
-                grad_h[start : start + chunk_size] = (grad @ w) * mask
-                grad_w = _accumulate(grad_w, grad.t() @ (h * mask))
+                if need_h:
+                    grad_h[start : start + chunk_size] = (grad @ w) * mask
+                if need_w:
+                    grad_w = _accumulate(grad_w, grad.t() @ (h * mask))
             del grad  # this chunk's logits buffer, before the next chunk's exists
-        if grad_needed and grad_w is None:  # no positions at all
+        if need_w and grad_w is None:  # no positions at all
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
@@ -119,8 +123,11 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         # Scaled in place: no second copy of d/dW (vocabulary x n_embd floats). The graph is single-use (as every
         # training step's is); backward through it twice would scale twice.
         grad_h, grad_w = ctx.saved_tensors
-        grad_h.mul_(grad_total.to(grad_h.dtype))
-        return grad_h, grad_w.mul_(grad_total).to(ctx.weight_dtype), None, None, None, None
+        if grad_h is not None:
+            grad_h.mul_(grad_total.to(grad_h.dtype))
+        if grad_w is not None:
+            grad_w = grad_w.mul_(grad_total).to(ctx.weight_dtype)
+        return grad_h, grad_w, None, None, None, None
 
 
 class _LinearTokenLosses(torch.autograd.Function):
@@ -146,8 +153,9 @@ class _LinearTokenLosses(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_losses):
         hidden, weight, targets = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         w = weight.to(ctx.dtype)
-        grad_h = torch.empty_like(hidden)
+        grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = None
         for start in range(0, hidden.size(0), ctx.chunk_size):
             end = start + ctx.chunk_size
@@ -155,10 +163,12 @@ class _LinearTokenLosses(torch.autograd.Function):
             _, grad, valid = _chunk(h, w, targets[start:end], True, ctx.rows)
             scale = torch.where(valid, grad_losses[start:end], 0.0)[:, None]  # ignored rows: no gradient
             grad = (grad.float() * scale).to(ctx.dtype)
-            grad_h[start:end] = grad @ w
-            grad_w = _accumulate(grad_w, grad.t() @ h)
+            if need_h:
+                grad_h[start:end] = grad @ w
+            if need_w:
+                grad_w = _accumulate(grad_w, grad.t() @ h)
             del grad
-        return grad_h, grad_w.to(weight.dtype), None, None, None, None
+        return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None, None
 
 
 def _check_rows(softmax_rows: int | None) -> None:

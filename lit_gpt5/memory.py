@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from lit_gpt5.compat import deepspeed_zero, fsdp_offloads_parameters, strategy_kind
 from lit_gpt5.errors import ArgumentParser, UserError
+from lit_gpt5.lora import TARGETS as LORA_TARGETS
 from lit_gpt5.model import CONFIGS, GPTConfig
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
@@ -71,11 +72,14 @@ def estimate(
     devices: int = 1,
     cpu_offload: bool = False,
     loss_chunk_size: int = DEFAULT_LOSS_CHUNK,
+    lora_r: int = 0,
+    lora_targets: Sequence[str] = LORA_TARGETS,
 ) -> MemoryEstimate:
     """The memory of one training step of ``model`` (a ``GPTConfig.from_name`` name or a ``GPTConfig``) on each
     device: ``micro_batch_size`` sequences of ``block_size`` tokens per forward, AdamW, ``precision`` as Lightning
     names it, ``strategy`` over ``devices`` GPUs. ``loss_chunk_size``: the chunked loss training uses by default
-    (``--model.loss_chunk_size``); 0 is the full-logits loss."""
+    (``--model.loss_chunk_size``); 0 is the full-logits loss. ``lora_r`` > 0: LoRA of that rank on
+    ``lora_targets`` (``--model.lora_r``): frozen base weights, adapters trained (one device or DDP)."""
     cfg = _config(model)
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -88,6 +92,13 @@ def estimate(
         raise UserError(f"block_size {block_size} is longer than the model's {cfg.block_size} positions")
     if loss_chunk_size < 0:
         raise UserError(f"loss_chunk_size must be >= 0, got {loss_chunk_size}")
+    if lora_r and strategy != "ddp":
+        raise UserError(f"the LoRA estimate is for one device or DDP (frozen weights replicated), not {strategy}")
+    if cpu_offload and strategy == "ddp":
+        raise UserError(
+            "DDP keeps the whole optimizer on every GPU and cannot offload it; use --strategy deepspeed_stage_2 "
+            "--cpu_offload (ZeRO-2 offload) or --strategy fsdp --cpu_offload"
+        )
 
     n = n_params(cfg)
     t, c, v, layers = micro_batch_size * block_size, cfg.n_embd, cfg.vocab_size, cfg.n_layer
@@ -117,6 +128,12 @@ def estimate(
         optimizer = 0
         if sharded_params:
             params = grads = 0  # FSDP CPUOffload / ZeRO-3 offload_param keep the shards in host memory
+    lora = _lora_sizes(cfg, lora_r, lora_targets) if lora_r else None
+    if lora:
+        # Frozen weights: no gradient, no moments; the adapted layers' weights held in the 16-bit autocast dtype
+        # under mixed precision (lit_gpt5.lora.hold_frozen_in). Adapters: float32 with gradients and AdamW moments.
+        params = stored * n - ((stored - 2) * lora["adapted_weights"] if mixed else 0) + 4 * lora["adapter"]
+        grads, optimizer = 4 * lora["adapter"], 8 * lora["adapter"]
 
     # --- Activations (Korthikanti et al. 2022, section 4.1), bytes per token of one block ----------------------
     # Their 34sbh + 5as^2b counts 16-bit LayerNorm inputs, unfused attention scores (the as^2b terms) and dropout
@@ -127,6 +144,10 @@ def estimate(
     #   SDPA's log-sum-exp: one float32 per head and token                    4 x n_head / h
     # = 38 bytes per token and channel under AMP (34 in 16 bits, their figure without dropout and s^2 terms).
     per_token = c * (2 * residual + 15 * compute) + 4 * cfg.n_head + (2 * c if cfg.dropout > 0 else 0)
+    if lora:
+        # A frozen Linear keeps its weight for backward, not its input: only adapted layers keep their input (for
+        # the adapter's A), plus A's r-wide output (for B).
+        per_token += compute * (lora["r_per_token"] - c * lora["unadapted_inputs"])
     # With activation checkpointing each block keeps only its input.
     saved = t * layers * (c * residual if activation_checkpointing else per_token)
     saved += t * c * residual  # ln_f's input: the last residual stream
@@ -148,7 +169,7 @@ def estimate(
         # casts a 16-bit input first) and the float32 log-softmax, turned into the gradient in place and written back
         # over the logits (on a GPU in one pass per chunk; a CPU takes a few rows at a time and needs less).
         chunk = min(loss_chunk_size, t)
-        logits_kept = 4 * v * c + hidden * t * c
+        logits_kept = (0 if lora else 4 * v * c) + hidden * t * c  # no d(loss)/dW for a frozen output matrix
         weight_copy = compute * v * c if residual == 4 and compute == 2 else 0  # fp32 weights cast for the matmul
         fp32_copy = 4 if compute != 4 else 0  # log_softmax's float32 cast of a 16-bit chunk
         logits = logits_kept + weight_copy + chunk * v * (compute + fp32_copy + 4)
@@ -159,6 +180,9 @@ def estimate(
         # autocast casts each Linear weight to 16 bits once per forward and keeps the copy for backward (the full
         # loss the output matrix too).
         other = 2 * (layers * block_weights + (v * c if loss_chunk_size == 0 else 0))
+        if lora:  # frozen float32 weights are cast (and kept for backward) too; the adapted ones are 16-bit already
+            other = 2 * (layers * block_weights - lora["adapted_weights"] + lora["adapter"])
+            other += 2 * v * c if loss_chunk_size == 0 else 0
     if sharded_params:
         # the gathered 16-bit parameters of the block in flight and of the root (embeddings, kept unsharded)
         other = compute * (block_weights + (v + cfg.block_size) * c)
@@ -177,9 +201,32 @@ def estimate(
     # and frees the float32 accumulator before the blocks' backward starts.
     kept_in_backward = logits_kept - (2 * v * c if loss_chunk_size and sharded_params and mixed else 0)
     in_backward = params + optimizer + saved + kept_in_backward + backward_work + other
-    at_end = params + optimizer + grads + 2 * grad_bytes * v * c + (other if strategy == "ddp" and devices > 1 else 0)
+    embedding_grads = 0 if lora else 2 * grad_bytes * v * c  # frozen embeddings: no dense gradients to sum
+    at_end = params + optimizer + grads + embedding_grads + (other if strategy == "ddp" and devices > 1 else 0)
     peak = max(at_loss, in_backward, at_end)
     return MemoryEstimate(params, grads, optimizer, saved, logits, peak, n, other)
+
+
+def _lora_sizes(cfg: GPTConfig, r: int, targets: Sequence[str]) -> dict[str, int]:
+    """Element counts of LoRA on ``targets``: adapter parameters, adapted (frozen) weights and biases, the r-wide
+    activations kept per token, and how many c-wide Linear inputs the unadapted layers no longer keep."""
+    if not isinstance(r, int) or r <= 0:
+        raise UserError(f"lora_r must be a positive integer (0: full fine-tuning), got {r!r}")
+    c, layers = cfg.n_embd, cfg.n_layer
+    # (in, out) of every Linear of a block, by LoRA target name; c_proj names the attention's and the MLP's.
+    shapes = {"c_attn": [(c, 3 * c)], "c_proj": [(c, c), (4 * c, c)], "c_fc": [(c, 4 * c)]}
+    unknown = [t for t in targets if t not in shapes]
+    if unknown:
+        raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(shapes)}")
+    adapted = [shape for name in targets for shape in shapes[name]]
+    unadapted = [shape for name in shapes if name not in targets for shape in shapes[name]]
+    bias = int(cfg.bias)
+    return {
+        "adapter": layers * sum(r * (i + o) for i, o in adapted),
+        "adapted_weights": layers * sum(i * o + bias * o for i, o in adapted),
+        "r_per_token": r * len(adapted),
+        "unadapted_inputs": sum(i // c for i, _ in unadapted),
+    }
 
 
 def parse_size(text: str) -> int:
@@ -216,6 +263,8 @@ def suggestions(args: dict, gpu_memory: int) -> list[str]:
     for devices in (2, 4, 8, 16, 32, 64):
         if devices > args["devices"] and tryit(f"FSDP over {devices} GPUs", strategy="fsdp", devices=devices):
             break
+    if not args["lora_r"] and args["strategy"] == "ddp":
+        tryit("LoRA, the base weights frozen (--model.lora_r 8)", lora_r=8)
     if not args["cpu_offload"]:
         tryit(
             "optimizer offloaded to the CPU (DeepSpeed ZeRO-2 offload)", strategy="deepspeed_stage_2", cpu_offload=True
@@ -243,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         help=f"positions per chunk of the loss's vocabulary projection (training's default: {DEFAULT_LOSS_CHUNK}); "
         "0: the full-logits loss",
     )
+    parser.add_argument("--lora_r", type=int, default=0, help="LoRA rank (--model.lora_r); 0: full fine-tuning")
     parser.add_argument("--gpu_memory", type=parse_size, default=None, help="e.g. 24GiB: say whether it fits")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = vars(parser.parse_args(argv))
@@ -259,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         + (", activation checkpointing" if args["activation_checkpointing"] else "")
         + (f", chunked loss ({args['loss_chunk_size']} positions)" if args["loss_chunk_size"] else ", full-logits loss")
         + (", CPU offload" if args["cpu_offload"] else "")
+        + (f", LoRA r={args['lora_r']}" if args["lora_r"] else "")
     )
     print(est.table(gpu_memory))
     if advice:
@@ -266,53 +317,6 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(f"  - {line}" for line in advice))
     elif fits is False:
         print("nothing tried alone or together fits; use more GPUs (--strategy fsdp --devices N)")
-
-
-def run_settings(trainer, module) -> dict | None:
-    """The ``estimate`` arguments of a Lightning run (None when the data module does not say its batch shape)."""
-    datamodule = getattr(trainer, "datamodule", None)
-    block_size, batch_size = getattr(datamodule, "block_size", None), getattr(datamodule, "batch_size", None)
-    if not block_size or not batch_size:
-        return None
-    strategy, cpu_offload = "ddp", False
-    kind = strategy_kind(trainer.strategy)
-    if kind == "fsdp":
-        strategy, cpu_offload = "fsdp", fsdp_offloads_parameters(trainer.strategy)
-    elif kind == "deepspeed":
-        stage, cpu_offload = deepspeed_zero(trainer.strategy)
-        strategy = "deepspeed_stage_3" if stage == 3 else "deepspeed_stage_2"
-    precision = str(trainer.precision)
-    return dict(
-        model=module.config,
-        block_size=min(block_size, module.config.block_size),
-        micro_batch_size=batch_size,
-        precision=precision if precision in PRECISIONS else "32-true",
-        activation_checkpointing=module.model.gradient_checkpointing,
-        strategy=strategy,
-        devices=trainer.world_size,
-        cpu_offload=cpu_offload,
-        # ZeRO-3 gathers the output matrix only inside its module's forward: the loss falls back to full logits.
-        loss_chunk_size=0 if strategy == "deepspeed_stage_3" else getattr(module.hparams, "loss_chunk_size", 0),
-    )
-
-
-def describe_run(trainer, module) -> str:
-    """One line for the start of ``fit``: the precision in effect (and why, when ``auto`` chose it) and the estimated
-    memory of this run's training step per device."""
-    precision = getattr(trainer, "precision_note", None) or str(trainer.precision)
-    settings = run_settings(trainer, module)
-    if settings is None:
-        return f"lit_gpt5: precision {precision}"
-    est = estimate(**settings)
-    parts = ", ".join(
-        f"{k} {getattr(est, k) / GiB:.2f}" for k in ("params", "grads", "optimizer", "activations", "logits")
-    )
-    shape = f"micro-batch {settings['micro_batch_size']} x {settings['block_size']} tokens"
-    return (
-        f"lit_gpt5: precision {precision}; estimated memory per device: peak {est.peak / GiB:.2f} GiB ({parts}, "
-        f"other {est.other / GiB:.2f} GiB; {settings['strategy']} x{settings['devices']}, {shape}, "
-        f"{settings['precision']}); python -m lit_gpt5.memory --help for what-ifs"
-    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from lit_gpt5.compat import (
     fsdp_memory_tracker,
     memory_tracker,
 )
+from lit_gpt5.lora import apply_lora, hold_frozen_in
 from lit_gpt5.memory import DEFAULT_LOSS_CHUNK
 from lit_gpt5.model import GPT, GPTConfig
 
@@ -48,8 +49,11 @@ def tracked_peak(
     activation_checkpointing: bool = False,
     loss_chunk_size: int = DEFAULT_LOSS_CHUNK,
     fsdp_ranks: int = 0,
+    lora_r: int = 0,
 ) -> int:
-    """Peak bytes of one training step, tracked on fake tensors; ``fsdp_ranks`` > 0: on one of that many FSDP ranks."""
+    """Peak bytes of one training step, tracked on fake tensors; ``fsdp_ranks`` > 0: on one of that many FSDP ranks;
+    ``lora_r`` > 0: LoRA of that rank on every target, as ``GPTLitModule(lora_r=...)`` trains (frozen weights held in
+    bf16 under ``bf16-mixed``, AdamW over the adapters only)."""
     if precision not in ("bf16-mixed", "32-true"):
         raise ValueError(f"tracked precisions are bf16-mixed and 32-true, got {precision}")
     cfg = GPTConfig.from_name(model) if isinstance(model, str) else model
@@ -59,6 +63,9 @@ def tracked_peak(
         with fake_tensor_mode():
             gpt = GPT(cfg)
             gpt.gradient_checkpointing = activation_checkpointing
+            if lora_r:
+                apply_lora(gpt, lora_r)
+                hold_frozen_in(gpt, precision)
             step_model = _GPTWithLoss(gpt, loss_chunk_size)
             autocast = precision == "bf16-mixed"
             if mesh is not None:
@@ -71,8 +78,9 @@ def tracked_peak(
                     fully_shard(block, mesh=mesh, mp_policy=policy)
                 fully_shard(step_model, mesh=mesh, mp_policy=policy)
                 autocast = False  # FSDP's mixed precision casts the gathered parameters itself
-            optimizer = torch.optim.AdamW(step_model.parameters(), lr=1e-4, fused=True)
-            for p in step_model.parameters():
+            trainable = [p for p in step_model.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
+            for p in trainable:
                 p.grad = torch.zeros_like(p)
             optimizer.step()  # allocates the moments, as a first step would
             optimizer.zero_grad(set_to_none=True)

@@ -225,24 +225,39 @@ class GPT(nn.Module):
         return self.lm_head(x[:, -1:] if last_only else x)
 
     def loss_sum(
-        self, idx: torch.Tensor, targets: torch.Tensor, chunk_size: int = 0, softmax_rows: int | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor,
+        chunk_size: int = 0,
+        softmax_rows: int | None = None,
+        input_pos: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of the cross-entropy over targets != -100, their number): the language-model loss, the one way every
         trainer, benchmark and memory measurement of the package computes it. ``chunk_size`` > 0 projects that many
         positions to the vocabulary at a time (``lit_gpt5.loss``): the same loss and gradients without ever holding
-        all (B x T x 50,257) logits; 0 is the plain full-logits loss. ``softmax_rows``: see ``lit_gpt5.loss``."""
+        all (B x T x 50,257) logits; 0 is the plain full-logits loss. ``softmax_rows``: see ``lit_gpt5.loss``.
+        ``input_pos`` and ``segments`` (B, T): packed rows (see ``features``)."""
         if chunk_size and self._head_readable():
-            return linear_cross_entropy_sum(self.features(idx), self.lm_head.weight, targets, chunk_size, softmax_rows)
-        return cross_entropy_sum(self(idx), targets)
+            hidden = self.features(idx, input_pos, segments=segments)
+            return linear_cross_entropy_sum(hidden, self.lm_head.weight, targets, chunk_size, softmax_rows)
+        return cross_entropy_sum(self.lm_head(self.features(idx, input_pos, segments=segments)), targets)
 
     def token_losses(
-        self, idx: torch.Tensor, targets: torch.Tensor, chunk_size: int = 0, softmax_rows: int | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor,
+        chunk_size: int = 0,
+        softmax_rows: int | None = None,
+        input_pos: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Cross-entropy of every position, shaped like ``targets``, 0 where the target is -100: for losses weighted
-        per token or summed per sequence (DPO's log-probabilities). ``chunk_size`` as in ``loss_sum``."""
+        per token or summed per sequence (DPO's log-probabilities). Arguments as in ``loss_sum``."""
         if chunk_size and self._head_readable():
-            return linear_token_losses(self.features(idx), self.lm_head.weight, targets, chunk_size, softmax_rows)
-        return cross_entropy_tokens(self(idx), targets)
+            hidden = self.features(idx, input_pos, segments=segments)
+            return linear_token_losses(hidden, self.lm_head.weight, targets, chunk_size, softmax_rows)
+        return cross_entropy_tokens(self.lm_head(self.features(idx, input_pos, segments=segments)), targets)
 
     def _head_readable(self) -> bool:
         """Whether the output matrix can be read outside ``lm_head``'s forward. A sharding scheme that gathers a
@@ -256,19 +271,26 @@ class GPT(nn.Module):
         input_pos: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         padding_mask: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The final hidden states (B, T, n_embd), before the vocabulary projection: what a chunked loss projects a
-        few positions at a time (``lit_gpt5.loss.linear_cross_entropy_sum``) instead of materialising all logits."""
+        few positions at a time (``lit_gpt5.loss.linear_cross_entropy_sum``) instead of materialising all logits.
+
+        Packed rows (several examples one after the other in a row, no padding between them): ``segments`` (B, T)
+        numbers the example each position belongs to, and attention never crosses from one to another; ``input_pos``
+        (B, T) restarts at 0 with each example. Each example then computes exactly what it would alone in a row."""
         B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
-        if start + T > (kv_cache.max_len if kv_cache is not None else self.config.block_size):
+        # A packed row may be longer than the model's context: what must fit is each sequence's positions.
+        length = int(input_pos.max()) + 1 if segments is not None and input_pos is not None else start + T
+        if length > (kv_cache.max_len if kv_cache is not None else self.config.block_size):
             raise ValueError(
-                f"sequence of length {start + T} is longer than the model's {self.config.block_size} positions"
+                f"sequence of length {length} is longer than the model's {self.config.block_size} positions"
             )
         if input_pos is None:
             input_pos = torch.arange(start, start + T, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(input_pos))
-        attn_mask = self._attention_mask(B, T, start, idx.device, kv_cache, padding_mask)
+        attn_mask = self._attention_mask(B, T, start, idx.device, kv_cache, padding_mask, segments)
         for i, block in enumerate(self.transformer.h):
             kv = (kv_cache.k[i], kv_cache.v[i]) if kv_cache is not None else None
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -289,8 +311,12 @@ class GPT(nn.Module):
         device: torch.device,
         kv_cache: KVCache | None,
         padding_mask: torch.Tensor | None,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """A boolean (B or 1, 1, T, start + T) mask, or None when plain causal attention is exact (the fast path)."""
+        if segments is not None:  # packed rows: causal within each example, block-diagonal across them
+            causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+            return (causal & (segments[:, :, None] == segments[:, None, :]))[:, None]
         keys_valid = padding_mask
         if kv_cache is not None:
             if padding_mask is not None and kv_cache.key_mask is None:

@@ -22,7 +22,7 @@ from lit_gpt5.log import get_logger
 
 log = get_logger(__name__)
 
-ARCHITECTURE = ("model_name", "n_positions", "n_layer", "n_head", "n_embd", "bias")
+ARCHITECTURE = ("model_name", "n_positions", "n_layer", "n_head", "n_embd", "bias", "lora_r", "lora_targets")
 # Training-policy arguments a resumed run applies to the restored optimizer and schedule.
 POLICY = ("learning_rate", "min_lr", "warmup_steps", "lr_decay_steps", "weight_decay", "beta1", "beta2")
 SPECIAL_PATHS = ("last", "best", "hpc", "registry")
@@ -77,7 +77,7 @@ def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: b
                 f"{key}={theirs[key]} ({size}); the architecture cannot change when resuming: drop --model.{key}"
             )
     changed = [f"{k} {theirs[k]} -> {args[k]}" for k in _keys(args) if k in theirs and args[k] != theirs[k]]
-    if changed and report and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+    if changed and report and _rank_zero():
         log.info(f"lit_gpt5: resuming {Path(ckpt_path).name} with changed settings: {', '.join(changed)}")
     if init_from:
         # The checkpoint records the architecture it holds; init_from's file may be gone, and is not needed, except
@@ -91,6 +91,61 @@ def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: b
         if args.get("dropout") is None:
             args.dropout = config.dropout
     return model
+
+
+# Data arguments that define what is trained on and held out: changing one on resume would continue a different run
+# under the same name (other text, another held-out set, another window stream), so it is refused.
+DATA_IDENTITY = (
+    "book_id", "url", "text_path", "book_ids", "text_paths", "train_path", "val_path", "val_fraction", "split",
+    "interleave_blocks", "seed",
+)  # fmt: skip
+# Data arguments a resumed run may change: the batch stream continues after the micro-batches already trained.
+DATA_POLICY = (
+    "batch_size", "block_size", "sampling", "random_offset", "max_length", "template", "mask_prompt",
+    "bucket_by_length", "val_batch_size",
+)  # fmt: skip
+
+
+def settle_resumed_data(data: Namespace, trainer: Namespace, ckpt: dict, ckpt_path: str, report: bool = True) -> None:
+    """Refuse data changes a resume cannot continue (``DATA_IDENTITY``, another data class), and report the ones it
+    continues with (``DATA_POLICY``, and ``--trainer.accumulate_grad_batches``): the batch stream goes on after the
+    micro-batches the checkpoint's run trained, whatever the new batch size or accumulation."""
+    theirs = {k: v for k, v in (ckpt.get("datamodule_hyper_parameters") or {}).items() if k != "_instantiator"}
+    ours = dict(vars(data.get("init_args") or Namespace()))
+    their_class, our_class = theirs.pop("_class_path", None), data.get("class_path")
+    if their_class and our_class and their_class != our_class:
+        raise UserError(
+            f"--ckpt_path {ckpt_path} was trained on {their_class.rsplit('.', 1)[-1]} data, this run gives "
+            f"{our_class.rsplit('.', 1)[-1]}; resume with the same --data, or start a new run from its weights with "
+            f"--model.init_from {ckpt_path}"
+        )
+    if "book_id" in theirs and "book_id" in ours:  # None (the default) means book 829 whenever it is used
+        theirs["book_id"], ours["book_id"] = theirs["book_id"] or 829, ours["book_id"] or 829
+    for key in DATA_IDENTITY:
+        if key in theirs and key in ours and theirs[key] != ours[key]:
+            raise UserError(
+                f"--data.{key} {ours[key]} differs from the {theirs[key]} of --ckpt_path {ckpt_path}: a resumed run "
+                f"trains on the same data and holds out the same text; drop --data.{key}, or start a new run from "
+                f"its weights with --model.init_from {ckpt_path}"
+            )
+    changed = [
+        f"{k} {theirs[k]} -> {ours[k]}" for k in DATA_POLICY if k in theirs and k in ours and theirs[k] != ours[k]
+    ]
+    state = ckpt.get("lit_gpt5") or {}
+    accumulate = trainer.get("accumulate_grad_batches")
+    if "accumulate_grad_batches" in state and accumulate not in (None, state["accumulate_grad_batches"]):
+        changed.append(f"accumulate_grad_batches {state['accumulate_grad_batches']} -> {accumulate}")
+    if changed and report and _rank_zero():
+        done = state.get("micro_batches")
+        where = f" after the {done} micro-batches already trained" if done is not None else ""
+        log.info(
+            f"lit_gpt5: resuming {Path(ckpt_path).name} with changed data settings: {', '.join(changed)}; the batch "
+            f"stream continues{where}"
+        )
+
+
+def _rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def _keys(args: Namespace) -> Iterable[str]:

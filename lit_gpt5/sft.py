@@ -18,6 +18,7 @@ from lit_gpt5.data.batching import SFTBatches, collate
 from lit_gpt5.data.gulliver import GulliverInstructDataModule, gulliver_instructions
 from lit_gpt5.data.instructions import SFTDataModule, SFTDataset, SFTStats, as_dicts, read_records
 from lit_gpt5.errors import ArgumentParser, UserError
+from lit_gpt5.files import check_output_dir
 from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.prompts import TEMPLATES, format_prompt
 
@@ -78,7 +79,7 @@ def output_dir(path: str) -> Path:
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is an existing file; pass a directory (it is created if missing)")
-    return out
+    return check_output_dir(out, "--out")
 
 
 def _show(args: argparse.Namespace, tokenizer) -> None:

@@ -87,7 +87,7 @@ def tokenize_cached(text: str, cache_dir: str | os.PathLike, tokenizer=None) -> 
 
 
 def book_sources(
-    book_id: int = 829,
+    book_id: int | None = None,
     url: str | None = None,
     text_path: str | None = None,
     cache_dir: str | None = None,
@@ -95,13 +95,13 @@ def book_sources(
     text_paths: list[str] | None = None,
 ) -> list[BookSource]:
     """The books a data module reads: ``text_paths`` and ``book_ids`` when given (several books), else the one book
-    named by ``text_path``, ``url`` or ``book_id``."""
+    named by ``text_path``, ``url`` or ``book_id`` (default: 829, Gulliver's Travels)."""
     if not book_ids and not text_paths:
-        return [BookSource(book_id, url, text_path, cache_dir)]
-    if url is not None or text_path is not None:
+        return [BookSource(829 if book_id is None else book_id, url, text_path, cache_dir)]
+    if url is not None or text_path is not None or book_id is not None:
         raise UserError(
             "give the books either one at a time (--data.text_path / --data.url / --data.book_id) or as lists "
-            "(--data.text_paths / --data.book_ids), not both"
+            "(--data.text_paths / --data.book_ids), not both: the single one would be ignored"
         )
     sources = [BookSource(text_path=p, cache_dir=cache_dir) for p in text_paths or []]
     sources += [BookSource(book_id=i, cache_dir=cache_dir) for i in book_ids or []]
@@ -115,16 +115,17 @@ class GutenbergDataModule(TokenWindowDataModule):
     """Project Gutenberg books (default: Gulliver's Travels, #829) as windowed training batches.
 
     A book comes from ``text_path`` (a local file), ``url`` (http(s):// or file://), or Project Gutenberg by
-    ``book_id``, cached under ``cache_dir`` (default ``$LIT_GPT5_CACHE`` or ``~/.cache/lit_gpt5``) and tokenized
-    once with the GPT-2 BPE. Several books: ``book_ids`` and/or ``text_paths``; each is split on its own (the
-    held-out part taken per book), no window crosses from one book to the next, and the validation loss is also
-    logged per book as ``val/loss/<name>``. Downloading and tokenizing happen in ``prepare_data``; ``setup`` reads
-    the cache. The other arguments are ``TokenWindowDataModule``'s.
+    ``book_id`` (829 when none of the three is given), cached under ``cache_dir`` (default ``$LIT_GPT5_CACHE`` or
+    ``~/.cache/lit_gpt5``) and tokenized once with the GPT-2 BPE. Several books: ``book_ids`` and/or
+    ``text_paths`` (not together with a single one); each is split on its own (the held-out part taken per book), no
+    window crosses from one book to the next, and the validation loss is also logged per book as
+    ``val/loss/<name>``. Downloading and tokenizing happen in ``prepare_data``; ``setup`` reads the cache. The other
+    arguments are ``TokenWindowDataModule``'s.
     """
 
     def __init__(
         self,
-        book_id: int = 829,
+        book_id: int | None = None,
         url: str | None = None,
         text_path: str | None = None,
         cache_dir: str | None = None,

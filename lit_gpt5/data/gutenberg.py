@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lit_gpt5.errors import UserError
-from lit_gpt5.files import atomic_path, not_utf8_message, read_input, sha256_file, write_bytes_atomic
+from lit_gpt5.files import (
+    atomic_path,
+    check_output_dir,
+    not_utf8_message,
+    read_input,
+    sha256_file,
+    write_bytes_atomic,
+)
 from lit_gpt5.log import get_logger
 
 log = get_logger(__name__)
@@ -89,16 +96,39 @@ def clean_gutenberg(text: str, *, require_markers: bool = True, source: str = "t
 
 
 def decode_text(data: bytes, source: str, *, allow_declared_charset: bool = False) -> str:
-    """Decode UTF-8 (with or without BOM). Gutenberg's older files declare their charset in the header."""
+    """Decode UTF-8 (with or without BOM), and check that the result is text. Gutenberg's older files declare their
+    charset in the header."""
     try:
-        return data.decode("utf-8-sig")
+        return check_is_text(data.decode("utf-8-sig"), source)
     except UnicodeDecodeError as err:
         if allow_declared_charset and (m := _CHARSET.search(data[:20000].decode("ascii", "replace"))):
             try:
-                return data.decode(m.group(1))
+                return check_is_text(data.decode(m.group(1)), source)
             except (LookupError, UnicodeDecodeError):
                 pass
         raise UserError(not_utf8_message(source, data, err.start)) from None
+
+
+# Control characters no text has many of: everything below space but tab, newline, vertical tab, form feed and
+# carriage return, and DEL. A tar archive (NUL padding), a file of zeros or another binary that happens to be valid
+# UTF-8 is mostly these; a book has none or a handful.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+MAX_CONTROL_SHARE = 0.01
+
+
+def check_is_text(text: str, source: str) -> str:
+    """``text`` itself, after refusing a decoded file that is not text: more than 1% control characters. A few (up to
+    1%) are warned about, with their share, and trained on."""
+    count = len(_CONTROL.findall(text))
+    if count:
+        share = count / len(text)
+        if share > MAX_CONTROL_SHARE:
+            raise UserError(
+                f"{source} is not text: {share:.0%} of its characters are control characters (NUL and the like), as "
+                "in a binary file or an archive; pass a plain UTF-8 text file"
+            )
+        log.warning(f"lit_gpt5: {source} holds {count} control characters ({share:.3%} of the text); trained on as is")
+    return text
 
 
 def read_text_file(path: str | os.PathLike) -> str:
@@ -211,6 +241,7 @@ def load_book(
 ) -> Book:
     """The cleaned text of a local file (``text_path``), a URL, or Project Gutenberg book ``book_id``, in that order."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    check_output_dir(root, "--data.cache_dir" if cache_dir else f"the cache folder ${CACHE_ENV} (or --data.cache_dir)")
     if text_path is not None:
         path = Path(text_path).expanduser()
         text = clean_gutenberg(read_text_file(path), require_markers=False, source=str(path))

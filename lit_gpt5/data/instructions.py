@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lit_gpt5.data.batching import collate
+from lit_gpt5.data.batching import collate, pack_rows
 from lit_gpt5.data.record_module import RecordDataModule
 from lit_gpt5.data.records import read_json_records
 from lit_gpt5.errors import UserError
@@ -112,6 +112,9 @@ class SFTStats:
     truncated_responses: int = 0
     dropped: int = 0
 
+    def why_dropped(self) -> str:
+        return f"{self.dropped} with no response token left within max_length"
+
     def table(self, name: str) -> str:
         def row(label: str, values: list[int]) -> str:
             a = np.asarray(values or [0])
@@ -193,6 +196,14 @@ class SFTDataset(Dataset):
         """``(x, y)`` of ``lit_gpt5.data.batching.collate``, padded with ``<|endoftext|>``."""
         return collate(items, self.eot)
 
+    def packed_lengths(self) -> list[int]:
+        """Positions each example takes in a packed row (its tokens but the last, which is only a target)."""
+        return [len(ids) - 1 for ids, _ in self.examples]
+
+    def collate_packed(self, rows, width: int) -> tuple[torch.Tensor, ...]:
+        """``(x, y, positions, segments)`` of rows of examples (``lit_gpt5.data.batching.pack_rows``)."""
+        return pack_rows([[(e["input_ids"], e["labels"]) for e in row] for row in rows], width, self.eot)
+
 
 class SFTDataModule(RecordDataModule):
     """Instruction tuning data from JSON or JSONL files of Alpaca, Dolly or prompt/response records.
@@ -206,6 +217,7 @@ class SFTDataModule(RecordDataModule):
     """
 
     record_kind = "instruction"
+    batch_kind = "tokens"  # batches (x, y), labels -100 on the prompt: what GPTLitModule trains on
     # The held-out choice hashes (instruction, input, response), as PreferenceDataModule hashes (instruction,
     # input, chosen): pairs built from an instruction set are held out exactly where its records were.
     held_out_fields = ("instruction", "input", "output")

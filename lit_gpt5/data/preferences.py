@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from lit_gpt5.data.batching import pad_rows
+from lit_gpt5.data.batching import pack_rows, pad_rows
 from lit_gpt5.data.instructions import encode_response, example, fit_to_length, string_fields
 from lit_gpt5.data.record_module import RecordDataModule
 from lit_gpt5.data.records import read_json_records
@@ -63,13 +63,17 @@ class PairStats:
     pairs: int = 0
     truncated_prompts: int = 0
     truncated_responses: int = 0
-    dropped: int = 0
+    dropped: int = 0  # a side with nothing to supervise
+    degenerate: int = 0  # chosen and rejected the same tokens: a loss of log 2 and no gradient, whatever the model
 
     def table(self, name: str) -> str:
         return (
             f"{name}: {self.pairs} preference pairs; truncated prompts: {self.truncated_prompts}, truncated "
-            f"responses: {self.truncated_responses}, dropped (a side with nothing to supervise): {self.dropped}"
+            f"responses: {self.truncated_responses}, dropped: {self.why_dropped()}"
         )
+
+    def why_dropped(self) -> str:
+        return f"{self.degenerate} with chosen = rejected, {self.dropped} with a side with nothing to supervise"
 
 
 class PreferenceDataset(Dataset):
@@ -81,7 +85,8 @@ class PreferenceDataset(Dataset):
         tokenizer: a tiktoken ``Encoding`` (``lit_gpt5.tokenizer.get_tokenizer()``).
         max_length: longest side in tokens. The shared prompt loses its start first, so that the longer response
             fits; only a response that cannot fit alone is cut (from its end). A pair with a side left with nothing
-            to supervise is dropped and counted in ``stats.dropped``.
+            to supervise is dropped and counted in ``stats.dropped``; one whose two sides are the same tokens
+            (chosen = rejected, or both empty) teaches nothing and is dropped and counted in ``stats.degenerate``.
         template: a name in ``lit_gpt5.prompts.TEMPLATES`` or a format string, as for instruction tuning.
     """
 
@@ -101,6 +106,9 @@ class PreferenceDataset(Dataset):
             self.stats.truncated_responses += response_cut
             if any(len(r) - (0 if prompt_ids else 1) <= 0 for r in responses):
                 self.stats.dropped += 1
+                continue
+            if responses[0] == responses[1]:  # nothing to prefer (also after truncation to max_length)
+                self.stats.degenerate += 1
                 continue
             self.pairs.append((*example(prompt_ids, responses[0]), *example(prompt_ids, responses[1])))
             self.stats.pairs += 1
@@ -124,6 +132,21 @@ class PreferenceDataset(Dataset):
     def collate(self, items: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x, y, index)`` of ``collate_pairs``, padded with ``<|endoftext|>``."""
         return collate_pairs(items, self.eot)
+
+    def packed_lengths(self) -> list[int]:
+        """Positions a pair takes in a packed row: both sides, each its tokens but the last."""
+        return [len(c) - 1 + len(r) - 1 for c, _, r, _ in self.pairs]
+
+    def collate_packed(self, rows, width: int) -> tuple[torch.Tensor, ...]:
+        """``(x, y, positions, segments, index)``: each pair's chosen and rejected side one after the other in the
+        same row (``lit_gpt5.data.batching.pack_rows``), so segment 2k is pair k's chosen side and 2k + 1 its
+        rejected one; ``index`` the pairs' positions in the dataset, in that order."""
+        sequences = [
+            [(e[f"{side}_input_ids"], e[f"{side}_labels"]) for e in row for side in ("chosen", "rejected")]
+            for row in rows
+        ]
+        x, y, positions, segments = pack_rows(sequences, width, self.eot)
+        return x, y, positions, segments, torch.stack([e["index"] for row in rows for e in row])
 
 
 def collate_pairs(items: Sequence[dict], pad_id: int = 50256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -149,6 +172,7 @@ class PreferenceDataModule(RecordDataModule):
     """
 
     record_kind = "preference"
+    batch_kind = "pairs"  # batches (x, y, index), chosen rows then rejected rows: what DPOLitModule trains on
     held_out_fields = ("instruction", "input", "chosen")
 
     def __init__(self, val_fraction: float = 0.1, **kwargs) -> None:

@@ -23,6 +23,9 @@ class TrainingData(Protocol):
 
     block_size: int  # the longest sequence a batch holds (T); checked against the model's positions
     batch_size: int  # sequences (or pairs, for preference data) per micro-batch
+    # "tokens" for batches (x, y), "pairs" for (x, y, index) of preference pairs: checked against the
+    # LightningModule's own batch_kind before a run starts (a DPO module on token batches is refused).
+    batch_kind: str
 
 
 @runtime_checkable

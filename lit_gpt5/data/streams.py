@@ -50,7 +50,21 @@ def trainer_position(trainer: L.Trainer | None) -> tuple[int, int, int]:
     """
     if trainer is None:
         return 0, 1, 0
-    return trainer.global_rank, trainer.world_size, trainer.global_step * trainer.accumulate_grad_batches
+    return trainer.global_rank, trainer.world_size, micro_batches_trained(trainer)
+
+
+def micro_batches_trained(trainer: L.Trainer) -> int:
+    """Micro-batches (per rank) the run has trained before the current optimizer step.
+
+    ``global_step x accumulate_grad_batches``, counted from where a resumed run's checkpoint left off: a
+    LightningModule that restores ``resumed_at = (global_step, micro_batches)`` from its checkpoint (as
+    ``GPTLitModule`` does) lets a run resumed with another ``--trainer.accumulate_grad_batches`` continue the very
+    same stream, neither repeating nor skipping a batch."""
+    resumed_at = getattr(trainer.lightning_module, "resumed_at", None)
+    if resumed_at is None:
+        return trainer.global_step * trainer.accumulate_grad_batches
+    step, done = resumed_at
+    return done + (trainer.global_step - step) * trainer.accumulate_grad_batches
 
 
 def batch_loader(dataset: IterableDataset, num_workers: int) -> DataLoader:

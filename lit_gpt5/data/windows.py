@@ -171,6 +171,8 @@ class TokenWindowDataModule(L.LightningDataModule):
         seed: seed of the window stream (independent of the model's seed).
     """
 
+    batch_kind = "tokens"  # batches (x, y): what GPTLitModule trains on
+
     def __init__(
         self,
         tokens: TokenSource | None = None,
@@ -195,6 +197,11 @@ class TokenWindowDataModule(L.LightningDataModule):
         if split not in SPLITS:
             raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         make_sampler(sampling, [block_size + 1], block_size, batch_size)  # an unknown name fails here, not later
+        if random_offset and sampling == "random":
+            raise UserError(
+                "--data.random_offset true does nothing with --data.sampling random (its windows start anywhere "
+                "already); drop it, or use --data.sampling shuffled or sequential"
+            )
         self.save_hyperparameters(ignore=["tokens"])
         self.tokens = tokens
         self.block_size = block_size

@@ -1,0 +1,206 @@
+"""LoRA for GPT-2: low-rank adapters on the blocks' linear layers, the base weights frozen (Hu et al. 2021).
+
+A targeted ``nn.Linear`` computing ``x W^T + b`` becomes ``x W^T + b + (alpha / r) * dropout(x) A^T B^T`` with ``A``
+(r x in) and ``B`` (out x r) trainable and ``W``, ``b`` frozen; ``B`` starts at zero, so the adapted model starts as
+the base model exactly. Only the adapters train, so the optimizer holds 2 x (r x (in + out)) values per layer
+instead of the whole model's, and the frozen weights need no gradient and no AdamW moments.
+
+Written here rather than taken from PEFT: PEFT would bring ``transformers`` and ``accelerate`` into the core install
+and wrap the modules under new names; ``LoRALinear`` keeps every base parameter's name (checkpoints, Hugging Face
+conversion, FSDP's Block units and the chunked loss are unchanged) and is ~100 lines. ``save_peft_adapter`` writes
+the directory PEFT loads (``adapter_config.json`` + ``adapter_model.safetensors``) onto ``transformers``' GPT-2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+TARGETS = ("c_attn", "c_proj", "c_fc")  # attention q|k|v and output, MLP in and out (c_proj names both projections)
+
+
+class LoRALinear(nn.Linear):
+    """An ``nn.Linear`` with a low-rank adapter: same ``weight`` and ``bias`` (frozen), plus ``lora_A``, ``lora_B``."""
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> None:
+        nn.Module.__init__(self)  # not nn.Linear's: the base's own weight and bias are taken over, not re-created
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias
+        self.weight.requires_grad_(False)
+        if self.bias is not None:
+            self.bias.requires_grad_(False)
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        # Adapters train in float32 (or float64), whatever the frozen weight is held in.
+        dtype = base.weight.dtype if base.weight.dtype in (torch.float32, torch.float64) else torch.float32
+        factory = {"device": base.weight.device, "dtype": dtype}
+        self.lora_A = nn.Parameter(torch.empty(r, self.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's and the paper's initialisation
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.adapter_enabled = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        if not self.adapter_enabled:
+            return out
+        return out + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+    def delta(self) -> torch.Tensor:
+        """The adapter's change to ``weight``: (alpha / r) B A, shaped like it."""
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, r={self.r}, alpha={self.alpha}"
+
+
+def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
+    return ((name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear))
+
+
+def apply_lora(
+    model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0, targets: Sequence[str] = TARGETS
+) -> nn.Module:
+    """Add adapters in place to every ``nn.Linear`` whose name ends with one of ``targets`` (``c_proj`` matches the
+    attention's and the MLP's) and leave only adapter parameters trainable. Returns ``model``."""
+    from lit_gpt5.errors import UserError
+
+    if not isinstance(r, int) or r <= 0:
+        raise UserError(f"LoRA rank must be a positive integer, got {r!r}")
+    if not alpha > 0 or not 0.0 <= dropout < 1.0:
+        raise UserError(f"LoRA alpha must be > 0 and dropout in [0, 1), got alpha={alpha}, dropout={dropout}")
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(TARGETS)}")
+    model.requires_grad_(False)
+    replaced = 0
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if child_name in targets and type(child) is nn.Linear:
+                setattr(module, child_name, LoRALinear(child, r, alpha, dropout))
+                replaced += 1
+    if not replaced:
+        raise UserError(f"no linear layer named {', '.join(targets)} to adapt in {type(model).__name__}")
+    return model
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every adapter into its base weight (W + (alpha / r) B A) and put plain ``nn.Linear`` layers back: the
+    merged model computes what the adapted one did, with no adapter left. Returns ``model``."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, LoRALinear):
+                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+                with torch.no_grad():
+                    merged = (child.weight.float() + child.delta().float()).to(child.weight.dtype)
+                linear.weight = nn.Parameter(merged, requires_grad=False)
+                linear.bias = child.bias
+                setattr(module, child_name, linear)
+    return model
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """The base model, for as long as the context lasts: every adapter switched off (DPO's reference, for free)."""
+    layers = [m for _, m in lora_layers(model)]
+    states = [m.adapter_enabled for m in layers]
+    for m in layers:
+        m.adapter_enabled = False
+    try:
+        yield model
+    finally:
+        for m, state in zip(layers, states, strict=True):
+            m.adapter_enabled = state
+
+
+def hold_frozen_in(model: nn.Module, precision: str) -> None:
+    """Under ``bf16-mixed`` / ``16-mixed``, store the adapted layers' frozen weights and biases in that 16-bit dtype:
+    autocast would cast them to it for every matmul anyway, so the computation is the same, in half the memory."""
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if dtype is None:
+        return
+    for _, layer in lora_layers(model):
+        layer.weight.data = layer.weight.data.to(dtype)
+        if layer.bias is not None:
+            layer.bias.data = layer.bias.data.to(dtype)
+
+
+class BaseView:
+    """The base model inside an adapted one, as a model to call: DPO's frozen reference without a second copy of the
+    weights. Each call runs ``model`` with its adapters switched off, and only for that call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        with adapters_disabled(self.model):
+            return self.model(*args, **kwargs)
+
+    def token_losses(self, *args, **kwargs) -> torch.Tensor:
+        with adapters_disabled(self.model):
+            return self.model.token_losses(*args, **kwargs)
+
+    def to(self, *args, **kwargs) -> BaseView:  # the model moves with the policy; nothing of its own to move
+        return self
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapters' weights only, under their parameter names (``…c_attn.lora_A``)."""
+    return {k: v for k, v in model.state_dict().items() if k.endswith((".lora_A", ".lora_B"))}
+
+
+def lora_settings(model: nn.Module) -> dict | None:
+    """(r, alpha, targets) of the adapters in ``model``, or None without adapters."""
+    layers = list(lora_layers(model))
+    if not layers:
+        return None
+    first = layers[0][1]
+    return {"r": first.r, "alpha": first.alpha, "targets": sorted({n.rsplit(".", 1)[-1] for n, _ in layers})}
+
+
+def save_peft_adapter(model: nn.Module, out_dir, base_model_name_or_path: str | None = None) -> None:
+    """Write the adapters as the directory PEFT loads onto ``transformers``' GPT-2 (``PeftModel.from_pretrained``):
+    ``adapter_config.json`` and ``adapter_model.safetensors``. GPT-2's layers are Conv1D there (weights stored
+    in x out), hence ``fan_in_fan_out``; the adapter matrices themselves are the same."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from lit_gpt5.errors import UserError
+    from lit_gpt5.files import atomic_path, write_bytes_atomic
+
+    settings = lora_settings(model)
+    if settings is None:
+        raise UserError("the model has no LoRA adapters to export; train with --model.lora_r N")
+    layers = list(lora_layers(model))
+    tensors = {}
+    for name, layer in layers:
+        tensors[f"base_model.model.{name}.lora_A.weight"] = layer.lora_A.detach().float().cpu().contiguous()
+        tensors[f"base_model.model.{name}.lora_B.weight"] = layer.lora_B.detach().float().cpu().contiguous()
+    dropout = layers[0][1].lora_dropout
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name_or_path,
+        "r": settings["r"],
+        "lora_alpha": settings["alpha"],
+        "lora_dropout": dropout.p if isinstance(dropout, nn.Dropout) else 0.0,
+        "target_modules": settings["targets"],
+        "fan_in_fan_out": True,
+        "bias": "none",
+        "inference_mode": True,
+        "init_lora_weights": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "modules_to_save": None,
+    }
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "adapter_model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_bytes_atomic(out / "adapter_config.json", (json.dumps(config, indent=2) + "\n").encode())

@@ -1,0 +1,134 @@
+"""LoRA: exact at zero, the same through the chunked loss, merged = unmerged, a PEFT round trip, adapters train."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lit_gpt5.lora import BaseView, adapters_disabled, apply_lora, lora_layers, merge_lora, save_peft_adapter
+from lit_gpt5.model import GPT, GPTConfig
+
+CFG = GPTConfig(block_size=32, vocab_size=97, n_layer=2, n_head=2, n_embd=16)
+
+
+def adapted(seed: int = 0, r: int = 4, randomize: bool = True, **kwargs) -> tuple[GPT, GPT]:
+    """(base, adapted copy of it); the adapters' B made non-zero with ``randomize``."""
+    torch.manual_seed(seed)
+    base = GPT(CFG)
+    model = GPT(CFG)
+    model.load_state_dict(base.state_dict())
+    apply_lora(model, r=r, alpha=8, **kwargs)
+    if randomize:
+        with torch.no_grad():
+            for _, layer in lora_layers(model):
+                layer.lora_B.normal_(0, 0.1)
+    return base, model
+
+
+def tokens(n: int = 3, t: int = 12) -> torch.Tensor:
+    return torch.randint(0, CFG.vocab_size, (n, t), generator=torch.Generator().manual_seed(1))
+
+
+def test_zero_adapters_give_the_base_models_logits_exactly_and_only_adapters_train():
+    base, model = adapted(randomize=False)
+    x = tokens()
+    assert torch.equal(model(x), base(x))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith((".lora_A", ".lora_B")) for n in trainable)
+    assert len(trainable) == 2 * 4 * CFG.n_layer  # c_attn, attn c_proj, c_fc, mlp c_proj: an A and a B each
+    base_names = {n for n in model.state_dict() if not n.endswith((".lora_A", ".lora_B"))}
+    assert base_names == set(base.state_dict())  # the base parameters keep their names
+
+
+def test_targets_choose_the_layers():
+    _, model = adapted(targets=("c_attn",))
+    assert [n.rsplit(".", 2)[-2:] for n, _ in lora_layers(model)] == [["attn", "c_attn"]] * CFG.n_layer
+
+
+def test_chunked_loss_equals_full_loss_with_lora():
+    results = []
+    for chunk in (0, 5):
+        _, model = adapted()
+        x, y = tokens(), tokens()
+        y[0, :3] = -100
+        total, count = model.loss_sum(x, y, chunk)
+        (total / count).backward()
+        results.append((total.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    for full, chunked in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(full, chunked, rtol=1e-4, atol=1e-6)
+
+
+def test_merged_equals_unmerged_and_disabled_adapters_equal_the_base():
+    base, model = adapted()
+    x = tokens()
+    with adapters_disabled(model):
+        assert torch.equal(model(x), base(x))
+    assert torch.equal(BaseView(model)(x), base(x))
+    unmerged = model(x)
+    assert not torch.allclose(unmerged, base(x))
+    merge_lora(model)
+    assert not list(lora_layers(model))
+    torch.testing.assert_close(model(x), unmerged, rtol=1e-5, atol=1e-5)
+
+
+def test_peft_round_trip_gives_the_same_logits(tmp_path):
+    peft = pytest.importorskip("peft", reason="peft is not installed (pip install '.[dev]' installs it)")
+    transformers = pytest.importorskip("transformers")
+    from lit_gpt5.convert import save_hf
+
+    cfg = GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=32)  # GPT-2's vocabulary: HF's tokenizer files
+    torch.manual_seed(0)
+    base = GPT(cfg)
+    save_hf(base, tmp_path / "base")
+    model = GPT(cfg)
+    model.load_state_dict(base.state_dict())
+    apply_lora(model, r=4, alpha=8)
+    with torch.no_grad():
+        for _, layer in lora_layers(model):
+            layer.lora_B.normal_(0, 0.1)
+    save_peft_adapter(model, tmp_path / "adapter", base_model_name_or_path=str(tmp_path / "base"))
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "base")
+    hf = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
+    x = torch.randint(0, 50257, (2, 10), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        theirs = hf(input_ids=x).logits
+    torch.testing.assert_close(theirs, model.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_lit_module_trains_adapters_only_and_its_checkpoint_loads_merged(tmp_path):
+    import lightning as L
+
+    from lit_gpt5.checkpoints import load_checkpoint
+    from lit_gpt5.data import TokenWindowDataModule
+    from lit_gpt5.lit_module import GPTLitModule
+
+    torch.manual_seed(0)
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1, lora_r=4, learning_rate=1e-2, warmup_steps=0)
+    frozen = {n: p.detach().clone() for n, p in module.model.named_parameters() if not p.requires_grad}
+    data = TokenWindowDataModule(torch.randint(0, 50257, (3000,)), block_size=16, batch_size=2)
+    trainer = L.Trainer(max_steps=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, default_root_dir=tmp_path, precision="32-true")  # fmt: skip
+    trainer.fit(module, datamodule=data)
+    optimizer_params = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimizer_params == {id(p) for p in module.parameters() if p.requires_grad}
+    assert all(torch.equal(p, frozen[n]) for n, p in module.model.named_parameters() if not p.requires_grad)
+    assert any(layer.lora_B.abs().sum() > 0 for _, layer in lora_layers(module.model))  # the adapters moved
+    trainer.save_checkpoint(tmp_path / "lora.ckpt")
+    merged = load_checkpoint(tmp_path / "lora.ckpt")
+    x = torch.randint(0, 50257, (2, 16))
+    torch.testing.assert_close(merged(x), module.model.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_base_weights_compute_what_autocast_computes():
+    from lit_gpt5.lora import hold_frozen_in
+
+    _, model = adapted()
+    x = tokens()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(x)
+    hold_frozen_in(model, "bf16-mixed")
+    assert all(layer.weight.dtype == torch.bfloat16 for _, layer in lora_layers(model))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        after = model(x)
+    assert torch.equal(before, after)
