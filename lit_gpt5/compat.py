@@ -135,10 +135,16 @@ def fake_tensor_mode():
 
 
 def memory_tracker():
-    """PyTorch's ``MemTracker``: follows every tensor a module's step allocates and frees."""
+    """PyTorch's ``MemTracker``: follows every tensor a module's step allocates and frees. Its per-parameter gradient
+    hooks are left out: torch 2.13 registers one on every parameter, which fails for a frozen one (LoRA); they only
+    label gradients by category, and the peak (``Total``) counts every tensor allocated either way."""
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    return MemTracker()
+    class Tracker(MemTracker):
+        def _track_module_params_and_buffers(self, module, install_grad_hooks: bool = True):
+            return super()._track_module_params_and_buffers(module, install_grad_hooks=False)
+
+    return Tracker()
 
 
 def fsdp_memory_tracker(model: torch.nn.Module, optimizer: torch.optim.Optimizer):
