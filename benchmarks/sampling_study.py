@@ -9,7 +9,9 @@ cpu-demo; precision ``auto``), validating on the held-out tail every 25 steps:
 
 * Gulliver's Travels: ``random``, ``shuffled``, ``shuffled+offset`` (window boundaries moved every epoch) and
   ``sequential``, seeds 0-4 (the seed sets the model's initialisation and the window stream);
-* Pride and Prejudice and Frankenstein: ``random`` and ``shuffled``, seeds 0-2.
+* Pride and Prejudice and Frankenstein: ``random`` and ``shuffled``, seeds 0-2;
+* Gulliver's Travels held out as every 10th block instead of the tail (``random@interleaved``), seeds 0-4: what the
+  test split's position costs.
 
 Each run is a process of its own and appends its result as it finishes, so the study can be stopped and continued
 (runs already in ``finals.csv`` are skipped): ``notebooks/results/sampling/finals.csv`` (``book,sampler,seed,model,
@@ -44,6 +46,7 @@ def grid() -> list[tuple[str, str, int]]:
     runs += [("gulliver", s, seed) for seed in range(5) for s in ("sequential", "shuffled+offset")]
     runs += [(book, s, seed) for seed in range(3) for book in ("pride_and_prejudice", "frankenstein")
              for s in ("random", "shuffled")]  # fmt: skip
+    runs += [("gulliver", "random@interleaved", seed) for seed in range(5)]  # the test split's position
     return runs
 
 
@@ -79,8 +82,9 @@ def one_run(book: str, sampler: str, seed: int, shared: Path, out: Path, runs: P
         block_size=BLOCK,
         batch_size=BATCH,
         val_batch_size=64,
-        sampling=sampler.split("+")[0],
-        random_offset=sampler.endswith("+offset"),
+        sampling=sampler.split("@")[0].split("+")[0],
+        random_offset="+offset" in sampler,
+        split="interleaved" if sampler.endswith("@interleaved") else "tail",
         seed=seed,
     )
     log_dir = train(
