@@ -22,6 +22,11 @@ COMMANDS = {
         "instruction and preference data: show what the loss sees, export the built-in sets",
     ),
     "memory": ("lit_gpt5.memory", False, "estimate the GPU memory of a training run before starting it"),
+    "data": (
+        "lit_gpt5.data.store_build",
+        False,
+        "token stores: build one (books, text files, JSONL, Parquet), or inspect it",
+    ),
 }
 
 

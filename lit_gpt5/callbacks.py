@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lit_gpt5.data.streams import micro_batches_trained
+from lit_gpt5.data.streams import global_batches_trained
 from lit_gpt5.log import get_logger
 
 log = get_logger(__name__)
@@ -147,34 +147,36 @@ class CoverageMonitor(L.Callback):
     replays the batches before its checkpoint to continue the same figures. Does nothing for data without windows.
     """
 
+    # Beyond this many training tokens (a large token store) a bit per token is not kept: coverage is not logged.
+    MAX_TOKENS = 200_000_000
+
     def __init__(self) -> None:
         self.sampler = None
         self.seen: torch.Tensor | None = None
-        self.micro_batches = 0
+        self.global_batches = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.sampler = getattr(trainer.datamodule, "window_sampler", None) if trainer.datamodule else None
-        if self.sampler is None or not trainer.is_global_zero:
+        if self.sampler is None or not trainer.is_global_zero or int(self.sampler.lengths.sum()) > self.MAX_TOKENS:
             self.sampler = None
             return
         self.seen = torch.zeros(int(self.sampler.lengths.sum()) + 1, dtype=torch.bool)
-        self.micro_batches = 0
-        for _ in range(micro_batches_trained(trainer)):
-            self._mark(trainer.world_size)
+        self.global_batches = 0
+        self._mark(global_batches_trained(trainer))
 
-    def _mark(self, world_size: int) -> None:
+    def _mark(self, count: int) -> None:
+        """Mark the targets of the next ``count`` global batches as seen."""
         from lit_gpt5.data.samplers import window_targets
 
-        for rank in range(world_size):
-            starts = self.sampler.starts(self.micro_batches * world_size + rank)
-            self.seen[window_targets(starts, self.sampler.block_size)] = True
-        self.micro_batches += 1
+        for index in range(self.global_batches, self.global_batches + count):
+            self.seen[window_targets(self.sampler.starts(index), self.sampler.block_size)] = True
+        self.global_batches += count
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         if self.sampler is None:
             return
-        self._mark(trainer.world_size)
+        self._mark(trainer.world_size)  # one micro-batch on every rank
         targets = self.sampler.target_tokens
-        trained = self.micro_batches * trainer.world_size * self.sampler.batch_size * self.sampler.block_size
+        trained = self.global_batches * self.sampler.batch_size * self.sampler.block_size
         pl_module.log("train/coverage", int(self.seen.sum()) / targets, rank_zero_only=True)
         pl_module.log("train/epochs", trained / targets, rank_zero_only=True)

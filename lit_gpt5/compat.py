@@ -60,6 +60,24 @@ def mark_validation_pending(checkpoint: dict) -> None:
         progress[part].update(ready=done + 1, started=done + 1, processed=done, completed=done)
 
 
+def align_accumulation_window(checkpoint: dict, accumulate: int) -> bool:
+    """Make a checkpoint's fit-loop micro-batch counters a multiple of this run's ``accumulate_grad_batches``.
+
+    Lightning steps the optimizer when its count of micro-batches in the epoch is a multiple of the accumulation; a
+    run saved with another accumulation or another number of ranks (3 micro-batches per rank after 3 steps on 2 ranks)
+    and resumed with 2 micro-batches a step would take its first optimizer step after one micro-batch: half a
+    gradient. Rounding the counters down starts the resumed run on a whole accumulation window (the batch stream
+    itself is positioned by ``lit_gpt5.data.streams``, not by these counters). Returns whether anything changed."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+    if progress is None or progress["current"]["completed"] % accumulate == 0:
+        return False
+    excess = progress["current"]["completed"] % accumulate
+    for part in ("total", "current"):
+        done = progress[part]["completed"] - excess
+        progress[part].update(ready=done, started=done, processed=done, completed=done)
+    return True
+
+
 def strategy_kind(strategy) -> StrategyKind:
     """What a Lightning strategy does with the model, by its (public) class rather than by its class name."""
     from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
-from lit_gpt5.compat import log_during_sanity_check
-from lit_gpt5.data.streams import micro_batches_trained
+from lit_gpt5.compat import align_accumulation_window, log_during_sanity_check
+from lit_gpt5.data.streams import global_batches_trained, micro_batches_trained
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.lora import TARGETS, apply_lora, hold_frozen_in, lora_settings
@@ -117,7 +117,7 @@ class GPTLitModule(L.LightningModule):
         self.eval_loss_by_set = torch.nn.ModuleDict()  # one MeanMetric per held-out set, when there are several
         self.tokens_seen = 0
         self.skipped_steps = 0
-        self.resumed_at: tuple[int, int] | None = None  # (step, micro-batches trained) of the checkpoint resumed
+        self.resumed_at: tuple[int, int] | None = None  # (step, global batches trained) of the checkpoint resumed
         self._rng_seed: int | None = None
         self._last_batch_shape = (0, 0)
         # The gradient norm of the current optimizer step, (step, norm), from on_before_optimizer_step (which
@@ -294,7 +294,7 @@ class GPTLitModule(L.LightningModule):
             "rng_seed": self._rng_seed,
             "skipped_steps": self.skipped_steps,
             # Where the batch stream stands, so a resume with other accumulation continues it exactly.
-            "micro_batches": micro_batches_trained(self.trainer),
+            "global_batches": global_batches_trained(self.trainer),
             "accumulate_grad_batches": self.trainer.accumulate_grad_batches,
             # The architecture itself, so a checkpoint is usable without the arguments that built it.
             "model_config": asdict(self.config),
@@ -319,8 +319,14 @@ class GPTLitModule(L.LightningModule):
         self.step_mean.load_state_dict(state)
         self._rng_seed = state.get("rng_seed")
         self.skipped_steps = state.get("skipped_steps", 0)
-        if "micro_batches" in state:
-            self.resumed_at = (checkpoint.get("global_step", 0), state["micro_batches"])
+        if "global_batches" in state:
+            self.resumed_at = (checkpoint.get("global_step", 0), state["global_batches"])
+        try:
+            accumulate = self.trainer.accumulate_grad_batches
+        except RuntimeError:  # loaded outside a Trainer (load_from_checkpoint): no loop to resume
+            return
+        if align_accumulation_window(checkpoint, accumulate) and self.global_rank == 0:
+            log.info(f"lit_gpt5: the resumed run starts on a whole window of {accumulate} micro-batches per step")
 
     def decay_steps(self) -> int:
         """The optimizer step at which the cosine reaches ``min_lr``."""

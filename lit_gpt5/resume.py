@@ -136,8 +136,8 @@ def settle_resumed_data(data: Namespace, trainer: Namespace, ckpt: dict, ckpt_pa
     if "accumulate_grad_batches" in state and accumulate not in (None, state["accumulate_grad_batches"]):
         changed.append(f"accumulate_grad_batches {state['accumulate_grad_batches']} -> {accumulate}")
     if changed and report and _rank_zero():
-        done = state.get("micro_batches")
-        where = f" after the {done} micro-batches already trained" if done is not None else ""
+        done = state.get("global_batches")
+        where = f" after the {done} batches already trained" if done is not None else ""
         log.info(
             f"lit_gpt5: resuming {Path(ckpt_path).name} with changed data settings: {', '.join(changed)}; the batch "
             f"stream continues{where}"

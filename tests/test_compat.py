@@ -75,6 +75,33 @@ def test_completed_micro_batches_counts_the_fit_loop(tmp_path):
     assert compat.completed_micro_batches(trainer) == 6  # 3 optimizer steps of 2 micro-batches
 
 
+class StepSizes(Tiny):
+    """Tiny, recording how many micro-batches each optimizer step accumulated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.micro_batches_per_step: dict[int, int] = {}
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        step = self.trainer.global_step
+        self.micro_batches_per_step[step] = self.micro_batches_per_step.get(step, 0) + 1
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        assert compat.align_accumulation_window(checkpoint, self.trainer.accumulate_grad_batches)
+
+
+def test_align_accumulation_window_makes_the_first_resumed_step_whole(tmp_path):
+    trainer = fit_tiny(tmp_path, limit_val_batches=0)  # 3 steps of 1 micro-batch
+    trainer.save_checkpoint(tmp_path / "three.ckpt")
+    model = StepSizes()
+    resumed = L.Trainer(max_steps=5, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    resumed.fit(model, ckpt_path=tmp_path / "three.ckpt")
+    # Without the alignment Lightning would step after one micro-batch (its count 3 + 1 is a multiple of 2).
+    assert model.micro_batches_per_step == {3: 2, 4: 2}
+    assert compat.completed_micro_batches(resumed) == 6
+
+
 def test_lightning_drops_what_is_logged_in_the_sanity_check_and_the_work_around_records_it(tmp_path):
     trainer = fit_tiny(
         tmp_path, limit_val_batches=2, num_sanity_val_steps=2, val_check_interval=100, check_val_every_n_epoch=None

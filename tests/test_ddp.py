@@ -100,3 +100,33 @@ def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(book_path, tmp_pa
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     assert stopped.stderr.count(f"stopped at step 5; checkpoint: {last}") == 1
     assert torch.load(last, weights_only=True)["global_step"] == 5
+
+
+def micro_batches_seen(directory) -> dict[int, list[list[int]]]:
+    """step -> the first tokens of each micro-batch one process trained at that step, in order."""
+    seen: dict[int, list[list[int]]] = {}
+    for r in records(directory, 0):
+        if "first_tokens" in r:
+            seen.setdefault(r["step"], []).append(r["first_tokens"])
+    return seen
+
+
+def test_a_run_resumed_on_another_number_of_ranks_continues_the_same_global_stream(book_path, uninterrupted, tmp_path):
+    # 2 ranks x 1 micro-batch and 1 rank x 2 micro-batches train the same global batches per optimizer step (2s and
+    # 2s + 1): saved on 2 ranks and resumed on 1, and the other way round, the stream goes on with neither a repeat
+    # nor a skip.
+    expected = [steps_seen(uninterrupted / "rec", rank) for rank in (0, 1)]
+    one_rank = ["--trainer.devices=1", "--trainer.accumulate_grad_batches=2"]
+    for name, before, after in (("2to1", [], one_rank), ("1to2", one_rank, [])):
+        root = tmp_path / name
+        (root / "rec").mkdir(parents=True)
+        first = run(book_path, root, 3, *before)
+        assert first.returncode == 0, first.stderr[-3000:]
+        last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+        resumed = run(book_path, root, 6, f"--ckpt_path={last}", *after, record=str(root / "rec"))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        if after:  # one process, two micro-batches a step
+            assert micro_batches_seen(root / "rec") == {s: [expected[0][s], expected[1][s]] for s in (3, 4, 5)}
+        else:
+            for rank in (0, 1):
+                assert steps_seen(root / "rec", rank) == {s: expected[rank][s] for s in (3, 4, 5)}

@@ -224,7 +224,7 @@ def test_data_changes_on_resume_are_refused_or_reported(refused, accumulated_run
     main(tiny_fit(book_path, tmp_path / "c", 6, ckpt, "--data.batch_size=2", "--trainer.accumulate_grad_batches=1"))
     out = capsys.readouterr().out
     assert "changed data settings: batch_size 4 -> 2, accumulate_grad_batches 2 -> 1" in out
-    assert "after the 8 micro-batches already trained" in out
+    assert "after the 8 batches already trained" in out
 
 
 @pytest.mark.slow

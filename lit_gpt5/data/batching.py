@@ -63,8 +63,9 @@ class SFTBatches(IndexedBatchStream):
         collate_fn=None,
         lengths: Sequence[int] | None = None,
         pack_width: int | None = None,
+        global_start: int | None = None,
     ) -> None:
-        super().__init__(seed, rank, world_size, start_batch)
+        super().__init__(seed, rank, world_size, start_batch, global_start)
         check_positive(batch_size=batch_size)
         if len(dataset) == 0:
             raise UserError("no training example is left after tokenizing and truncating; raise --data.max_length")

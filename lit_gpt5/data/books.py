@@ -134,6 +134,8 @@ class GutenbergDataModule(TokenWindowDataModule):
         **kwargs,
     ) -> None:
         super().__init__(tokens=None, **kwargs)
+        if kwargs.get("store") and any(v for v in (book_id, url, text_path, book_ids, text_paths)):
+            raise UserError("--data.store trains on a token store: drop the book arguments (or build them into it)")
         self.sources = book_sources(book_id, url, text_path, cache_dir, book_ids, text_paths)
 
     def load_documents(self) -> dict[str, torch.Tensor]:

@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader
 from lit_gpt5.data.batching import SFTBatches, eval_batches
 from lit_gpt5.data.protocols import RecordDataset
 from lit_gpt5.data.records import split_by_hash
-from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
+from lit_gpt5.data.streams import (
+    batch_loader,
+    check_fraction,
+    check_positive,
+    global_batches_trained,
+    trainer_position,
+)
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.prompts import check_template
@@ -150,13 +156,15 @@ class RecordDataModule(L.LightningDataModule):
         return dataset.lengths()
 
     def train_dataloader(self) -> DataLoader:
-        rank, world_size, start = trainer_position(self.trainer)
+        rank, world_size, _ = trainer_position(self.trainer)
+        start = global_batches_trained(self.trainer)
         hp = self.hparams
         # A row holds max_length positions of records; for pairs, room for both sides of one at its longest.
         width = self.max_length * (2 if self.batch_kind == "pairs" else 1) if hp.packing else None
         batches = SFTBatches(
-            self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, start, pack_width=width
-        )
+            self.train_set, self.batch_size, hp.seed, hp.bucket_by_length, rank, world_size, pack_width=width,
+            global_start=start,
+        )  # fmt: skip
         return batch_loader(batches, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

@@ -132,6 +132,53 @@ class EpochStarts(WindowSampler):
         return out
 
 
+class WeightedRandomStarts(WindowSampler):
+    """Random windows drawn from a mixture of sources: each window's source chosen with probability proportional to
+    its weight, then a uniform start among that source's valid starts (``RandomStarts`` within the source). A pure
+    function of (seed, index), as every sampler."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        segment_sources: Sequence[str],
+        weights: dict[str, float],
+    ) -> None:
+        super().__init__(lengths, block_size, batch_size, seed)
+        unknown = sorted(set(weights) - set(segment_sources))
+        if unknown or any(not w >= 0 for w in weights.values()):
+            raise UserError(
+                f"--data.source_weights: unknown source(s) {', '.join(unknown)} or a negative weight; the sources "
+                f"are {', '.join(sorted(set(segment_sources)))}"
+            )
+        counts = (self.lengths - block_size).clamp(min=0)
+        self.sources = [s for s in dict.fromkeys(segment_sources) if weights.get(s, 0) > 0]
+        if not self.sources:
+            raise UserError("--data.source_weights gives no source a positive weight")
+        probs = torch.tensor([float(weights[s]) for s in self.sources], dtype=torch.float64)
+        self.probs = (probs / probs.sum()).numpy()
+        self._within: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for source in self.sources:
+            keep = torch.tensor([s == source for s in segment_sources]) & (counts > 0)
+            if not keep.any():
+                raise UserError(f"source {source!r} has no segment long enough for a window of {block_size + 1} tokens")
+            cum = torch.cumsum(counts[keep], 0)
+            self._within.append((self.seg_offsets[keep], cum, cum - counts[keep]))
+
+    def starts(self, index: int) -> torch.Tensor:
+        rng = _rng(self.seed, index)
+        which = rng.choice(len(self.sources), size=self.batch_size, p=self.probs)
+        out = torch.empty(self.batch_size, dtype=torch.long)
+        for k, source in enumerate(which.tolist()):
+            offsets, cum, before = self._within[source]
+            u = int(rng.integers(0, int(cum[-1])))
+            seg = int(torch.searchsorted(cum, torch.tensor(u), right=True))
+            out[k] = offsets[seg] + (u - before[seg])
+        return out
+
+
 def make_sampler(
     sampling: str,
     lengths: Sequence[int],

@@ -1,13 +1,14 @@
 """Batch streams: the contract every training and evaluation data set of the project follows, written once.
 
 Training streams are *index-addressed*: batch ``g`` of the run (its global index) is a pure function of
-``(seed, g)``. Rank ``r`` of ``world_size`` takes the global batches ``b * world_size + r``, and DataLoader workers
-split a rank's batches among themselves, so
+``(seed, g)``. After ``G`` global batches have been trained, rank ``r`` of ``world_size`` takes the global batches
+``G + b * world_size + r`` (b = 0, 1, ...), and DataLoader workers split a rank's batches among themselves, so
 
 * ranks never draw each other's batches, and N ranks together draw exactly the batches one process would draw in N
   times as many steps;
 * the loader yields the same sequence whatever the number of workers;
-* a resumed run continues the stream exactly from ``start_batch`` (micro-batches already trained).
+* a resumed run continues the stream exactly after the ``G`` global batches already trained, whatever its number of
+  ranks or its accumulation: a run saved with 2 ranks and resumed with 1 neither repeats nor skips a batch.
 
 Evaluation batches are the opposite: a fixed, finite list, each item scored exactly once across ranks and workers.
 """
@@ -53,18 +54,27 @@ def trainer_position(trainer: L.Trainer | None) -> tuple[int, int, int]:
     return trainer.global_rank, trainer.world_size, micro_batches_trained(trainer)
 
 
-def micro_batches_trained(trainer: L.Trainer) -> int:
-    """Micro-batches (per rank) the run has trained before the current optimizer step.
+def global_batches_trained(trainer: L.Trainer | None) -> int:
+    """Global batches (all ranks together) the run has trained before the current optimizer step.
 
-    ``global_step x accumulate_grad_batches``, counted from where a resumed run's checkpoint left off: a
-    LightningModule that restores ``resumed_at = (global_step, micro_batches)`` from its checkpoint (as
-    ``GPTLitModule`` does) lets a run resumed with another ``--trainer.accumulate_grad_batches`` continue the very
-    same stream, neither repeating nor skipping a batch."""
+    ``global_step x accumulate_grad_batches x world_size``, counted from where a resumed run's checkpoint left off: a
+    LightningModule that restores ``resumed_at = (global_step, global_batches)`` from its checkpoint (as
+    ``GPTLitModule`` does) lets a run resumed with another accumulation or another number of ranks continue the very
+    same stream."""
+    if trainer is None:
+        return 0
+    per_step = trainer.accumulate_grad_batches * trainer.world_size
     resumed_at = getattr(trainer.lightning_module, "resumed_at", None)
     if resumed_at is None:
-        return trainer.global_step * trainer.accumulate_grad_batches
+        return trainer.global_step * per_step
     step, done = resumed_at
-    return done + (trainer.global_step - step) * trainer.accumulate_grad_batches
+    return done + (trainer.global_step - step) * per_step
+
+
+def micro_batches_trained(trainer: L.Trainer) -> int:
+    """Micro-batches this rank has trained before the current optimizer step (``global_batches_trained`` over the
+    ranks; exact unless the number of ranks changed on resume)."""
+    return global_batches_trained(trainer) // trainer.world_size
 
 
 def batch_loader(dataset: IterableDataset, num_workers: int) -> DataLoader:
@@ -84,14 +94,18 @@ class IndexedBatchStream(IterableDataset):
     Subclasses implement ``global_batch(g)``; ``batch(b)`` is this rank's ``b``-th batch.
     """
 
-    def __init__(self, seed: int = 0, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> None:
+    def __init__(
+        self, seed: int = 0, rank: int = 0, world_size: int = 1, start_batch: int = 0, global_start: int | None = None
+    ) -> None:
         super().__init__()
         check_positive(world_size=world_size)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        if start_batch < 0:
-            raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+        if start_batch < 0 or (global_start is not None and global_start < 0):
+            raise ValueError(f"start_batch and global_start must be >= 0, got {start_batch}, {global_start}")
         self.seed, self.rank, self.world_size, self.start_batch = seed, rank, world_size, start_batch
+        # Global batches already trained; this rank continues at global_start + rank, then every world_size-th.
+        self.global_start = start_batch * world_size if global_start is None else global_start
 
     def global_index(self, batch_index: int) -> int:
         """The run-wide index of this rank's batch ``batch_index``."""
@@ -105,10 +119,10 @@ class IndexedBatchStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         worker, num_workers = worker_shard()
-        b = self.start_batch + worker
+        k = worker
         while True:
-            yield self.batch(b)
-            b += num_workers
+            yield self.global_batch(self.global_start + k * self.world_size + self.rank)
+            k += num_workers
 
 
 class EvalBatches(IterableDataset):

@@ -16,17 +16,18 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lit_gpt5.data.samplers import Sampling, WindowSampler, make_sampler
+from lit_gpt5.data.samplers import Sampling, WeightedRandomStarts, WindowSampler, make_sampler
+from lit_gpt5.data.segments import Segments, TensorSegments, segment_windows, split_bounds, window_rows
 from lit_gpt5.data.streams import (
     EvalBatches,
     IndexedBatchStream,
     batch_loader,
     check_fraction,
     check_positive,
+    global_batches_trained,
     trainer_position,
 )
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import IGNORE_INDEX
 
 Split = Literal["tail", "interleaved"]
 SPLITS = ("tail", "interleaved")
@@ -45,16 +46,17 @@ def as_segments(tokens: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Ten
 class RandomWindowDataset(IndexedBatchStream):
     """An endless stream of whole batches ``(x, y)`` of windows: LongTensors of shape (batch_size, block_size).
 
-    ``tokens`` is one 1-D tensor or a list of them (segments: the training blocks of an interleaved split, or several
-    books); a window never crosses a segment's end, so it can never span a train/test boundary or two books.
-    ``sampling`` chooses the start positions (``random`` by default; ``shuffled`` and ``sequential`` walk epochs of
-    non-overlapping windows, see ``lit_gpt5.data.samplers``). Batch ``b`` of rank ``rank`` is global batch
-    ``b * world_size + rank``, a pure function of (seed, global index): see ``lit_gpt5.data.streams``.
+    ``tokens`` is one 1-D tensor, a list of them (segments: the training blocks of an interleaved split, or several
+    books), or ``Segments`` (e.g. the documents of a token store on disk); a window never crosses a segment's end, so
+    it can never span a train/test boundary or two documents. ``sampling`` chooses the start positions (``random``
+    by default; ``shuffled`` and ``sequential`` walk epochs of non-overlapping windows, see
+    ``lit_gpt5.data.samplers``; a ``sampler`` given directly overrides it). Batch ``b`` of rank ``rank`` is global
+    batch ``b * world_size + rank``, a pure function of (seed, global index): see ``lit_gpt5.data.streams``.
     """
 
     def __init__(
         self,
-        tokens: torch.Tensor | Sequence[torch.Tensor],
+        tokens: torch.Tensor | Sequence[torch.Tensor] | Segments,
         block_size: int,
         batch_size: int,
         seed: int = 0,
@@ -63,28 +65,33 @@ class RandomWindowDataset(IndexedBatchStream):
         start_batch: int = 0,
         sampling: Sampling = "random",
         random_offset: bool = False,
+        global_start: int | None = None,
+        sampler: WindowSampler | None = None,
     ) -> None:
-        super().__init__(seed, rank, world_size, start_batch)
+        super().__init__(seed, rank, world_size, start_batch, global_start)
         check_positive(block_size=block_size, batch_size=batch_size)
-        segments = as_segments(tokens)
+        self.segments = tokens if isinstance(tokens, Segments) else TensorSegments(as_segments(tokens))
         self.block_size, self.batch_size = block_size, batch_size
-        self.tokens = torch.cat(segments) if segments else torch.empty(0, dtype=torch.int32)
-        self.sampler: WindowSampler = make_sampler(
-            sampling, [len(s) for s in segments], block_size, batch_size, seed, random_offset
+        self.sampler: WindowSampler = sampler or make_sampler(
+            sampling, self.segments.lengths.tolist(), block_size, batch_size, seed, random_offset
         )
-        self._arange = torch.arange(block_size + 1)
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """The concatenated segments, when they are in memory."""
+        return self.segments.tokens
 
     def starts(self, batch_index: int) -> torch.Tensor:
-        """Start positions (into ``self.tokens``) of this rank's batch ``batch_index``."""
+        """Start positions (into the concatenated segments) of this rank's batch ``batch_index``."""
         return self.sampler.starts(self.global_index(batch_index))
 
     def global_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        windows = self.tokens[self.sampler.starts(index)[:, None] + self._arange].long()
+        windows = self.segments.gather(self.sampler.starts(index), self.block_size + 1)
         return windows[:, :-1], windows[:, 1:]
 
 
 def validation_windows(
-    tokens: torch.Tensor | Sequence[torch.Tensor],
+    tokens: torch.Tensor | Sequence[torch.Tensor] | Segments,
     block_size: int,
     batch_size: int,
     rank: int = 0,
@@ -93,30 +100,23 @@ def validation_windows(
     """Deterministic, non-overlapping windows that make every held-out token (but each segment's first) a target once.
 
     Windows advance by ``block_size``; the last window of a segment is shorter and padded, its padding targets set to
-    -100 so the loss ignores them. Ranks and workers share the batches without repeats (``EvalBatches``).
+    -100 so the loss ignores them. Ranks and workers share the batches without repeats (``EvalBatches``); each batch
+    is read when it is needed, so a held-out set on disk is never loaded whole.
     """
     check_positive(block_size=block_size, batch_size=batch_size, world_size=world_size)
-    xs, ys = [], []
-    for seg in as_segments(tokens):
-        for i in range(0, len(seg) - 1, block_size):
-            chunk = seg[i : i + block_size + 1].long()
-            x = torch.zeros(block_size, dtype=torch.long)
-            y = torch.full((block_size,), IGNORE_INDEX, dtype=torch.long)
-            x[: len(chunk) - 1] = chunk[:-1]
-            y[: len(chunk) - 1] = chunk[1:]
-            xs.append(x)
-            ys.append(y)
-    if not xs:
+    segments = tokens if isinstance(tokens, Segments) else TensorSegments(as_segments(tokens))
+    windows = segment_windows(segments, block_size)
+    if not windows:
         raise UserError(
             "the held-out split has fewer than 2 tokens, nothing to validate on; raise --data.val_fraction "
             "or use a longer text"
         )
-    x_all, y_all = torch.stack(xs), torch.stack(ys)
-    return EvalBatches.chunked(range(len(xs)), batch_size, partial(_rows, x_all, y_all), rank, world_size)
+    make_batch = partial(_rows, segments, windows, block_size)
+    return EvalBatches.chunked(range(len(windows)), batch_size, make_batch, rank, world_size)
 
 
-def _rows(x: torch.Tensor, y: torch.Tensor, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    return x[index], y[index]
+def _rows(segments: Segments, windows: list, block_size: int, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return window_rows(segments, [windows[i] for i in index], block_size)
 
 
 def split_tokens(
@@ -129,23 +129,14 @@ def split_tokens(
     the whole book (the tail split's test text is the end of the last voyage only).
     """
     check_fraction("val_fraction", val_fraction)
-    n = len(tokens)
-    if split == "tail":
-        cut = n - max(1, round(n * val_fraction))
-        return [tokens[:cut]], [tokens[cut:]]
-    if split == "interleaved":
-        if blocks < 2:
-            raise UserError(f"an interleaved split needs at least 2 blocks, got {blocks}")
-        bounds = [round(i * n / blocks) for i in range(blocks + 1)]
-        train, held_out = [], []
-        for i in range(blocks):
-            # Block i is held out when it crosses a multiple of 1/val_fraction: every 10th block for 0.1.
-            is_val = int((i + 1) * val_fraction) > int(i * val_fraction)
-            (held_out if is_val else train).append(tokens[bounds[i] : bounds[i + 1]])
-        if not held_out:
-            raise UserError(f"val_fraction={val_fraction} holds out none of {blocks} blocks; raise either")
-        return train, held_out
-    raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "interleaved" and blocks < 2:
+        raise UserError(f"an interleaved split needs at least 2 blocks, got {blocks}")
+    train, held_out = split_bounds(len(tokens), val_fraction, split, blocks)
+    if not held_out:
+        raise UserError(f"val_fraction={val_fraction} holds out none of {blocks} blocks; raise either")
+    return [tokens[a:b] for a, b in train], [tokens[a:b] for a, b in held_out]
 
 
 class TokenWindowDataModule(L.LightningDataModule):
@@ -169,6 +160,11 @@ class TokenWindowDataModule(L.LightningDataModule):
         random_offset: with ``shuffled``/``sequential``, move the window boundaries by a random offset every epoch.
         num_workers: DataLoader worker processes. Drawing a batch is one gather, so 0 is usually fastest.
         seed: seed of the window stream (independent of the model's seed).
+        store: a token store folder (``lit-gpt5 data build``) to train on instead of ``tokens``: its documents are
+            read from disk a window at a time (memory stays flat however large the store), each split on its own,
+            with the validation loss also per source (``val/loss/<source>``).
+        source_weights: with ``store`` and ``random`` sampling, draw each window's source with these relative
+            weights (``{"829": 1, "1342": 3}``) instead of in proportion to the sources' sizes.
     """
 
     batch_kind = "tokens"  # batches (x, y): what GPTLitModule trains on
@@ -186,9 +182,13 @@ class TokenWindowDataModule(L.LightningDataModule):
         random_offset: bool = False,
         num_workers: int = 0,
         seed: int = 0,
+        store: str | None = None,
+        source_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         check_positive(block_size=block_size, batch_size=batch_size)
+        if source_weights and (store is None or sampling != "random"):
+            raise UserError("--data.source_weights needs --data.store and --data.sampling random")
         if val_batch_size is not None:
             check_positive(val_batch_size=val_batch_size)
         if not isinstance(num_workers, int) or num_workers < 0:
@@ -210,7 +210,8 @@ class TokenWindowDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_segments: list[torch.Tensor] = []
         self.val_segments: list[torch.Tensor] = []
-        self.val_sets: dict[str, list[torch.Tensor]] = {}  # held-out segments per document
+        self.val_sets: dict[str, list[torch.Tensor] | Segments] = {}  # held-out segments per document (or source)
+        self.segment_sources: list[str] | None = None  # with a store: each training segment's source
 
     def load_documents(self) -> dict[str, torch.Tensor]:
         """The token tensors to train on, by name."""
@@ -225,11 +226,30 @@ class TokenWindowDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # Load and check everything here: Lightning creates the run's log directory right after prepare_data, and
         # bad input should stop the run before it leaves an empty one behind.
-        self._split(self.load_documents())
+        if self.hparams.store:
+            self._split_store()
+        else:
+            self._split(self.load_documents())
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.train_segments:
+        if self.hparams.store and self.segment_sources is None:
+            self._split_store(keep=True)
+        elif not self.hparams.store and not self.train_segments:
             self._split(self.load_documents(), keep=True)
+
+    def _split_store(self, keep: bool = False) -> None:
+        from lit_gpt5.data.store import TokenStore, store_split
+
+        hp = self.hparams
+        train, val_sets, sources = store_split(
+            TokenStore(hp.store), self.block_size, hp.val_fraction, hp.split, hp.interleave_blocks
+        )
+        self.segment_sources = sources
+        self.train_dataset(segments=train)  # fails now on a store without a single window (or bad weights)
+        if keep:
+            self.train_segments, self.val_sets = train, val_sets
+        else:
+            self.segment_sources = None
 
     def _split(self, documents: dict[str, torch.Tensor], keep: bool = False) -> None:
         hp = self.hparams
@@ -266,11 +286,20 @@ class TokenWindowDataModule(L.LightningDataModule):
         """Names of the held-out documents; one validation DataLoader each when there are several."""
         return list(self.val_sets)
 
-    def train_dataset(self, start_batch: int = 0, segments: list[torch.Tensor] | None = None) -> RandomWindowDataset:
+    def train_dataset(
+        self, start_batch: int = 0, segments: list[torch.Tensor] | None = None, global_start: int | None = None
+    ) -> RandomWindowDataset:
         rank, world_size, _ = trainer_position(self.trainer)
         hp = self.hparams
+        segments = self.train_segments if segments is None else segments
+        sampler = None
+        if hp.source_weights:
+            lengths = segments.lengths.tolist()
+            sampler = WeightedRandomStarts(
+                lengths, self.block_size, self.batch_size, hp.seed, self.segment_sources, hp.source_weights
+            )
         return RandomWindowDataset(
-            self.train_segments if segments is None else segments,
+            segments,
             self.block_size,
             self.batch_size,
             hp.seed,
@@ -279,6 +308,8 @@ class TokenWindowDataModule(L.LightningDataModule):
             start_batch,
             hp.sampling,
             hp.random_offset,
+            global_start,
+            sampler,
         )
 
     @property
@@ -287,8 +318,7 @@ class TokenWindowDataModule(L.LightningDataModule):
         return self.train_dataset().sampler
 
     def train_dataloader(self) -> DataLoader:
-        _, _, start = trainer_position(self.trainer)
-        return batch_loader(self.train_dataset(start), self.num_workers)
+        return batch_loader(self.train_dataset(global_start=global_batches_trained(self.trainer)), self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         rank, world_size, _ = trainer_position(self.trainer)
