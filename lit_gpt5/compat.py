@@ -60,6 +60,16 @@ def mark_validation_pending(checkpoint: dict) -> None:
         progress[part].update(ready=done + 1, started=done + 1, processed=done, completed=done)
 
 
+def end_of_run_logger_step(checkpoint: dict) -> None:
+    """Make a checkpoint saved at the end of a run resume with the logger's step where an uninterrupted run has it.
+
+    Lightning counts the steps its loggers see in ``_batches_that_stepped``, raised after a step's validation. It
+    expects a checkpoint whose last step was validated to be saved at that validation's end, before the raise, and
+    raises the count again on resume. A checkpoint written at the end of training (after the raise) would resume one
+    step ahead: every curve of the extended run would be drawn one step to the right."""
+    checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+
 def align_accumulation_window(checkpoint: dict, accumulate: int) -> bool:
     """Make a checkpoint's fit-loop micro-batch counters a multiple of this run's ``accumulate_grad_batches``.
 
@@ -69,12 +79,18 @@ def align_accumulation_window(checkpoint: dict, accumulate: int) -> bool:
     gradient. Rounding the counters down starts the resumed run on a whole accumulation window (the batch stream
     itself is positioned by ``lit_gpt5.data.streams``, not by these counters). Returns whether anything changed."""
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
-    if progress is None or progress["current"]["completed"] % accumulate == 0:
+    if progress is None:
         return False
-    excess = progress["current"]["completed"] % accumulate
-    for part in ("total", "current"):
-        done = progress[part]["completed"] - excess
-        progress[part].update(ready=done, started=done, processed=done, completed=done)
+    current = progress["current"]
+    # A checkpoint saved in a batch-end hook (ModelCheckpoint's periodic saves) holds completed = processed - 1;
+    # Lightning counts that batch as completed when it resumes, so the window is judged on the count it will use.
+    at_batch_end = current["ready"] == current["started"] == current["processed"] == current["completed"] + 1
+    excess = (current["completed"] + at_batch_end) % accumulate
+    if excess == 0:
+        return False
+    for part in ("total", "current"):  # every counter moves by the same amount: the saved stage is kept
+        for counter in ("ready", "started", "processed", "completed"):
+            progress[part][counter] -= excess
     return True
 
 

@@ -6,6 +6,7 @@ rest of the package does not.
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_gpt5 import compat
@@ -87,7 +89,7 @@ class StepSizes(Tiny):
         self.micro_batches_per_step[step] = self.micro_batches_per_step.get(step, 0) + 1
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        assert compat.align_accumulation_window(checkpoint, self.trainer.accumulate_grad_batches)
+        self.aligned = compat.align_accumulation_window(checkpoint, self.trainer.accumulate_grad_batches)
 
 
 def test_align_accumulation_window_makes_the_first_resumed_step_whole(tmp_path):
@@ -98,8 +100,61 @@ def test_align_accumulation_window_makes_the_first_resumed_step_whole(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     resumed.fit(model, ckpt_path=tmp_path / "three.ckpt")
     # Without the alignment Lightning would step after one micro-batch (its count 3 + 1 is a multiple of 2).
+    assert model.aligned
     assert model.micro_batches_per_step == {3: 2, 4: 2}
     assert compat.completed_micro_batches(resumed) == 6
+
+
+def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
+    settings = dict(logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(**{**settings, "limit_val_batches": 0, **kwargs})
+
+
+def test_align_accumulation_window_counts_the_batch_a_periodic_save_is_written_in(tmp_path):
+    # ModelCheckpoint saves in on_train_batch_end, before Lightning counts that micro-batch as completed (3 of 4).
+    saver = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1, filename="{step}")
+    quiet_trainer(tmp_path, max_steps=2, accumulate_grad_batches=2, callbacks=[saver]).fit(Tiny())
+    checkpoint = torch.load(tmp_path / "step=2.ckpt", weights_only=True)
+    counters = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert (counters["processed"], counters["completed"]) == (4, 3)
+    assert not compat.align_accumulation_window(checkpoint, 2)  # 4 micro-batches: already a whole window
+    assert compat.align_accumulation_window(checkpoint, 3)  # 4 is one past a window of 3: one counted back
+    assert (counters["processed"], counters["completed"]) == (3, 2)
+    model = StepSizes()
+    resumed = quiet_trainer(tmp_path, max_steps=4, accumulate_grad_batches=2, enable_checkpointing=False)
+    resumed.fit(model, ckpt_path=tmp_path / "step=2.ckpt")
+    assert not model.aligned and model.micro_batches_per_step == {2: 2, 3: 2}
+
+
+class LogsSteps(Tiny):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train/loss", loss)
+        return loss
+
+
+def logged_steps(log_dir) -> list[int]:
+    with open(Path(log_dir) / "metrics.csv") as f:
+        return [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_checkpoint_saved_after_the_last_validation_resumes_the_logger_step_one_ahead(tmp_path, fixed):
+    settings = dict(val_check_interval=3, check_val_every_n_epoch=None, log_every_n_steps=1, enable_checkpointing=False)
+    settings["limit_val_batches"] = 1
+    whole = quiet_trainer(tmp_path / "whole", max_steps=5, **settings)
+    whole.fit(LogsSteps())
+    first = quiet_trainer(tmp_path / "first", max_steps=3, **settings)
+    first.fit(LogsSteps())  # validates after step 3, its last: a save now comes after Lightning's count went up
+    first.save_checkpoint(tmp_path / "end.ckpt")
+    checkpoint = torch.load(tmp_path / "end.ckpt", weights_only=True)
+    if fixed:
+        compat.end_of_run_logger_step(checkpoint)
+    torch.save(checkpoint, tmp_path / "end.ckpt")
+    rest = quiet_trainer(tmp_path / "rest", max_steps=5, **settings)
+    rest.fit(LogsSteps(), ckpt_path=tmp_path / "end.ckpt")
+    expected = logged_steps(whole.logger.log_dir)[3:]
+    assert (logged_steps(rest.logger.log_dir) == expected) == fixed
 
 
 def test_lightning_drops_what_is_logged_in_the_sanity_check_and_the_work_around_records_it(tmp_path):
