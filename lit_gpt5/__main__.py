@@ -22,6 +22,11 @@ COMMANDS = {
         "instruction and preference data: show what the loss sees, export the built-in sets",
     ),
     "memory": ("lit_gpt5.memory", False, "estimate the GPU memory of a training run before starting it"),
+    "reward": (
+        "lit_gpt5.reward_cli",
+        False,
+        "the known-reward experiment: reward accuracy, preference pairs, a policy's reward and KL",
+    ),
     "data": (
         "lit_gpt5.data.store_build",
         False,

@@ -25,8 +25,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_gpt5.compat import completed_micro_batches, mark_validation_pending, validation_due
+from lit_gpt5.compat import completed_micro_batches, end_of_run_logger_step, mark_validation_pending, validation_due
 from lit_gpt5.errors import UserError
+from lit_gpt5.files import current_umask
 from lit_gpt5.log import get_logger
 from lit_gpt5.step import NonFiniteLossError
 
@@ -65,6 +66,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: a checkpoint is as shareable as any file
             os.replace(tmp, dest)
         except BaseException as err:
             Path(tmp).unlink(missing_ok=True)
@@ -152,6 +154,7 @@ class ResumableCheckpoint(ModelCheckpoint):
         self._val_batches_seen = self._val_batches_everywhere = 0
         self._validated_step: int | None = None  # the step whose validation last finished
         self._pending_step: int | None = None  # the step of the last checkpoint saved with its validation pending
+        self._saving_at_the_end = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -237,6 +240,9 @@ class ResumableCheckpoint(ModelCheckpoint):
         if pending and "loops" in checkpoint:
             mark_validation_pending(checkpoint)
             self._pending_step = trainer.global_step
+        # A run that reached max_steps right after a validation (not one stopped early: its resume would not skip it)
+        if self._saving_at_the_end and not trainer.should_stop and validation_due(trainer) and "loops" in checkpoint:
+            end_of_run_logger_step(checkpoint)
 
     @property
     def last_path(self) -> Path:
@@ -295,7 +301,11 @@ class ResumableCheckpoint(ModelCheckpoint):
         revalidated = self._pending_step == trainer.global_step == self._validated_step
         stale = self.saved_step() != trainer.global_step or revalidated
         if self.dirpath and trainer.strategy.broadcast(stale):
-            trainer.save_checkpoint(self.last_path, weights_only=False)
+            self._saving_at_the_end = True
+            try:
+                trainer.save_checkpoint(self.last_path, weights_only=False)
+            finally:
+                self._saving_at_the_end = False
             self.last_model_path = str(self.last_path)
 
     def _restore_handlers(self) -> None:

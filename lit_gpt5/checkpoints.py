@@ -115,6 +115,13 @@ def load_model(path: str | os.PathLike, dtype: torch.dtype = torch.float32, drop
     return load_hf(path, dtype, dropout) if path.is_dir() else load_checkpoint(path, dtype, dropout)
 
 
+def frozen_model(path: str | os.PathLike) -> GPT:
+    """A model to compare with and never train (preference tuning's reference pi_ref): eval mode, no gradients."""
+    model = load_model(path).eval()
+    model.requires_grad_(False)
+    return model
+
+
 def save_checkpoint(model: GPT, path: str | os.PathLike) -> None:
     """A Lightning checkpoint of ``model`` that ``--model.init_from`` and ``GPTLitModule.load_from_checkpoint`` take."""
     import lightning

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from lit_gpt5.checkpoints import frozen_model
 from lit_gpt5.data.preferences import PreferenceDataModule, PreferenceDataset, collate_pairs
 from lit_gpt5.errors import UserError
 from lit_gpt5.lit_module import GPTLitModule
@@ -41,20 +42,30 @@ def dpo_loss(
     ref_rejected_logps: torch.Tensor,
     beta: float = 0.1,
     loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair ``(losses, chosen_rewards, rejected_rewards)`` from sequence log-probabilities (sums over response
     tokens). Rewards are ``beta * (log pi_theta - log pi_ref)``, detached.
 
-    ``sigmoid``: DPO's ``-log sigmoid(beta * (policy margin - reference margin))``. ``ipo`` (Azar et al. 2023):
-    ``((log pi_theta(y_w) - log pi_theta(y_l)) - (log pi_ref(y_w) - log pi_ref(y_l)) - 1 / (2 beta))^2``, which
-    does not push the margin to infinity on pairs it already ranks right.
+    ``sigmoid``: DPO's ``-log sigmoid(beta * (policy margin - reference margin))``; with ``label_smoothing`` eps > 0,
+    conservative DPO (cDPO, Mitchell 2023): each label is taken as wrong with probability eps, so the loss is
+    ``-(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)`` and no longer rewards an unbounded margin. ``ipo``
+    (Azar et al. 2023): ``((log pi_theta(y_w) - log pi_theta(y_l)) - (log pi_ref(y_w) - log pi_ref(y_l))
+    - 1 / (2 beta))^2``, which does not push the margin to infinity on pairs it already ranks right.
     """
     if loss_type not in LOSS_TYPES:
         raise UserError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
     if not beta > 0:
         raise UserError(f"beta must be > 0, got {beta}")
+    if not 0 <= label_smoothing < 0.5:
+        raise UserError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if label_smoothing and loss_type != "sigmoid":
+        raise UserError("label_smoothing (cDPO) is a variant of the sigmoid loss; use it with loss_type sigmoid")
     logits = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
-    losses = -F.logsigmoid(beta * logits) if loss_type == "sigmoid" else (logits - 1 / (2 * beta)) ** 2
+    if loss_type == "sigmoid":
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * logits) - label_smoothing * F.logsigmoid(-beta * logits)
+    else:
+        losses = (logits - 1 / (2 * beta)) ** 2
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps).detach()
     return losses, chosen_rewards, rejected_rewards
@@ -110,6 +121,7 @@ class DPOLitModule(GPTLitModule):
     Args:
         beta: the KL penalty's strength: higher keeps the policy closer to the reference.
         loss_type: ``sigmoid`` (DPO) or ``ipo``.
+        label_smoothing: cDPO's assumed share of wrong labels, in [0, 0.5); 0 is plain DPO (sigmoid loss only).
         reference: the reference model's weights, if not ``init_from`` (an HF directory or a ``.ckpt``). With LoRA
             (``lora_r`` > 0) and no ``reference``, the reference is the policy with its adapters switched off: the
             ``init_from`` model itself, with no second copy in memory.
@@ -128,6 +140,7 @@ class DPOLitModule(GPTLitModule):
         init_from: str | None = None,
         beta: float = 0.1,
         loss_type: Literal["sigmoid", "ipo"] = "sigmoid",
+        label_smoothing: float = 0.0,
         reference: str | None = None,
         precompute_reference: bool = False,
         dropout: float | None = 0.0,
@@ -137,7 +150,8 @@ class DPOLitModule(GPTLitModule):
             raise UserError(
                 "DPO starts from an instruction-tuned model: pass --model.init_from <SFT .ckpt or Hugging Face dir>"
             )
-        dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), beta, loss_type)  # checks both
+        zero = torch.zeros(1)
+        dpo_loss(zero, zero, zero, zero, beta, loss_type, label_smoothing)  # checks the three
         super().__init__(init_from=init_from, dropout=dropout, **kwargs)
         self._reference: list[GPT | BaseView] = []  # a list: the frozen model is not a submodule (nor in checkpoints)
         self.reference_logps: dict[str, torch.Tensor] = {}
@@ -145,7 +159,7 @@ class DPOLitModule(GPTLitModule):
         if self.lora_reference:
             self._reference.append(BaseView(self.model))
         elif not precompute_reference:
-            self._reference.append(self._frozen(reference or init_from))
+            self._reference.append(frozen_model(reference or init_from))
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}/{name}".replace("/", "_"): MeanMetric()
@@ -153,14 +167,6 @@ class DPOLitModule(GPTLitModule):
                 for name in METRICS
             }
         )
-
-    @staticmethod
-    def _frozen(path: str) -> GPT:
-        from lit_gpt5.checkpoints import load_model
-
-        model = load_model(path).eval()
-        model.requires_grad_(False)
-        return model
 
     @property
     def reference_model(self) -> GPT | BaseView | None:
@@ -185,7 +191,7 @@ class DPOLitModule(GPTLitModule):
     def _precompute(self, datamodule: PreferenceDataModule) -> dict[str, torch.Tensor]:
         """log pi_ref(chosen) and log pi_ref(rejected) of every pair, by the reference loaded just for this."""
         hp = self.hparams
-        reference = BaseView(self.model) if self.lora_reference else self._frozen(hp.reference or hp.init_from)
+        reference = BaseView(self.model) if self.lora_reference else frozen_model(hp.reference or hp.init_from)
         reference = reference.to(self.device)
         tables = {}
         for split, dataset in (("train", datamodule.train_set), ("val", datamodule.val_set)):
@@ -206,8 +212,9 @@ class DPOLitModule(GPTLitModule):
         n = len(index)
         policy = sequence_logps(self.model, x, y, self.hparams.loss_chunk_size, *packed)
         ref = self.reference_sequence_logps(x, y, index, split, *packed).to(policy.dtype)
+        hp = self.hparams
         losses, chosen, rejected = dpo_loss(
-            policy[:n], policy[n:], ref[:n], ref[n:], self.hparams.beta, self.hparams.loss_type
+            policy[:n], policy[n:], ref[:n], ref[n:], hp.beta, hp.loss_type, hp.label_smoothing
         )
         return losses, chosen, rejected, policy.detach()
 

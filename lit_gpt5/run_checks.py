@@ -48,19 +48,20 @@ def check_run(trainer, module) -> None:
     if trainer.accumulate_grad_batches < 1:  # Lightning itself would fail later with a ZeroDivisionError
         raise UserError(f"accumulate_grad_batches must be a positive integer, got {trainer.accumulate_grad_batches}")
     datamodule = getattr(trainer, "datamodule", None)
-    data_block = getattr(datamodule, "block_size", None)
-    if data_block is not None and data_block > module.config.block_size:
-        raise UserError(
-            f"data block_size {data_block} is larger than the model's {module.config.block_size} positions; "
-            f"lower --data.block_size or raise --model.n_positions"
-        )
     data_kind = getattr(datamodule, "batch_kind", None)
     if data_kind is not None and data_kind != module.batch_kind:
         wanted = {
             "pairs": "preference pairs (a PreferenceDataModule, e.g. GulliverPreferenceDataModule)",
             "tokens": "token batches (GutenbergDataModule, TokenWindowDataModule or SFTDataModule)",
+            "prompts": "prompts (a PromptDataModule, e.g. the train_prompts.jsonl of lit-gpt5 reward pairs)",
         }
         raise UserError(
             f"{type(module).__name__} trains on {wanted[module.batch_kind]}, but the data module "
             f"{type(datamodule).__name__} gives {data_kind}; pass a matching --data (or the matching --model)"
+        )
+    data_block = getattr(datamodule, "block_size", None)
+    if data_block is not None and data_block > module.config.block_size:
+        raise UserError(
+            f"data block_size {data_block} is larger than the model's {module.config.block_size} positions; "
+            f"lower --data.block_size or raise --model.n_positions"
         )
