@@ -22,18 +22,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
+from _process import run_measured  # noqa: E402
 
 REPO = HERE.parent
 BIGRAM_BASELINE = 5.462  # interpolated bigram, Gulliver's tail split: python benchmarks/bigram_baseline.py
@@ -41,13 +40,11 @@ BIGRAM_BASELINE = 5.462  # interpolated bigram, Gulliver's tail split: python be
 
 def run(cmd: list[str], log: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of a command in a process of its own; its output goes to ``log``."""
-    start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+        code, wall, peak = run_measured(cmd, REPO, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
         raise SystemExit(f"the run failed; its output: {log}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return wall, peak
 
 
 def samples(log_text: str) -> list[tuple[int, str]]:

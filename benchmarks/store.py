@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
+from _process import run_measured  # noqa: E402
 
 
 def corpus(shared: Path, megabytes: int, out: Path) -> Path:
@@ -41,12 +42,12 @@ def corpus(shared: Path, megabytes: int, out: Path) -> Path:
 
 
 def peak_rss_of(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start
+    with tempfile.TemporaryFile() as err:
+        code, wall, peak = run_measured(cmd, cwd, stdout=subprocess.DEVNULL, stderr=err)
+        if code != 0:
+            err.seek(0)
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{err.read().decode()[-2000:]}")
+    return peak, wall
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import lightning as L
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
+from _process import run_measured  # noqa: E402
 
 STEPS, BATCH, BLOCK = 500, 8, 256
 
@@ -56,14 +57,11 @@ class StepTimes(L.Callback):
 
 def run(cmd: list[str], cwd: Path, env: dict, log: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of a command run in a process of its own."""
-    start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+        code, wall, peak = run_measured(cmd, cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed; see {log}")
-    return wall, usage.ru_maxrss / 1024  # Linux reports KB
+    return wall, peak
 
 
 def prepare_nanogpt(nanogpt: Path, work: Path, text_path: str) -> Path:

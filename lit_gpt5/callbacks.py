@@ -153,6 +153,7 @@ class CoverageMonitor(L.Callback):
     def __init__(self) -> None:
         self.sampler = None
         self.seen: torch.Tensor | None = None
+        self.seen_count = 0  # targets seen at least once
         self.global_batches = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -161,15 +162,19 @@ class CoverageMonitor(L.Callback):
             self.sampler = None
             return
         self.seen = torch.zeros(int(self.sampler.lengths.sum()) + 1, dtype=torch.bool)
+        self.seen_count = 0
         self.global_batches = 0
         self._mark(global_batches_trained(trainer))
 
     def _mark(self, count: int) -> None:
-        """Mark the targets of the next ``count`` global batches as seen."""
+        """Mark the targets of the next ``count`` global batches as seen, and count the ones seen for the first time
+        (a running count: summing the whole bool tensor each step would allocate 8 bytes per training token)."""
         from lit_gpt5.data.samplers import window_targets
 
         for index in range(self.global_batches, self.global_batches + count):
-            self.seen[window_targets(self.sampler.starts(index), self.sampler.block_size)] = True
+            targets = torch.unique(window_targets(self.sampler.starts(index), self.sampler.block_size))
+            self.seen_count += int((~self.seen[targets]).sum())
+            self.seen[targets] = True
         self.global_batches += count
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
@@ -178,5 +183,5 @@ class CoverageMonitor(L.Callback):
         self._mark(trainer.world_size)  # one micro-batch on every rank
         targets = self.sampler.target_tokens
         trained = self.global_batches * self.sampler.batch_size * self.sampler.block_size
-        pl_module.log("train/coverage", int(self.seen.sum()) / targets, rank_zero_only=True)
+        pl_module.log("train/coverage", self.seen_count / targets, rank_zero_only=True)
         pl_module.log("train/epochs", trained / targets, rank_zero_only=True)
