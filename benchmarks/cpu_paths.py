@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--emulate", choices=["avx2"], help="run as an AVX2-only CPU (re-runs this script)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=4, help="fresh processes per side for the malloc rows")
+    parser.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=list(DTYPES),
+                        help="which to time (bf16 on a CPU without native bf16 takes tens of minutes)")  # fmt: skip
     parser.add_argument("--json_out", default="cpu_paths.json")
     args = parser.parse_args()
     if args.emulate:
@@ -155,8 +157,8 @@ def main() -> None:
         print(f"{path:<34}{precision:<12}{tuned:>10.4f}{plain:>10.4f}{tuned / plain:>8.2f}x{mark}", flush=True)
 
     print(f"{'path (tuned vs plain)':<34}{'precision':<12}{'tuned s':>10}{'plain s':>10}{'ratio':>9}")
-    for precision, dtype in DTYPES.items():
-        r = args.repeats
+    for precision in args.precisions:
+        dtype, r = DTYPES[precision], args.repeats
         row(f"loss softmax rows {CPU_SOFTMAX_ROWS} vs 512", precision, loss_rows(dtype, None, r),
             loss_rows(dtype, 512, r))  # fmt: skip
         row("attention fused vs math", precision, attention(dtype, True, r), attention(dtype, False, r))
