@@ -42,8 +42,11 @@ def hand_logps(model: GPT, ids: torch.Tensor, labels: torch.Tensor) -> float:
     return total
 
 
-@pytest.mark.parametrize("loss_type,beta", [("sigmoid", 0.1), ("sigmoid", 0.5), ("ipo", 0.1), ("ipo", 0.7)])
-def test_loss_equals_a_hand_computation_from_token_log_probs(sft_ckpt, loss_type, beta):
+@pytest.mark.parametrize(
+    "loss_type,beta,eps",
+    [("sigmoid", 0.1, 0.0), ("sigmoid", 0.5, 0.0), ("sigmoid", 0.1, 0.2), ("ipo", 0.1, 0.0), ("ipo", 0.7, 0.0)],
+)
+def test_loss_equals_a_hand_computation_from_token_log_probs(sft_ckpt, loss_type, beta, eps):
     torch.manual_seed(1)
     policy = GPT(GPTConfig.from_name("gpt-nano", n_layer=2, block_size=64)).eval()
     module = DPOLitModule(init_from=sft_ckpt, beta=beta, loss_type=loss_type, loss_chunk_size=5)
@@ -52,7 +55,7 @@ def test_loss_equals_a_hand_computation_from_token_log_probs(sft_ckpt, loss_type
     x, y, index = collate_pairs([ds[i] for i in range(3)])
     for chunk in (0, 5):
         pol, ref = sequence_logps(policy, x, y, chunk), sequence_logps(reference, x, y, chunk)
-        losses, chosen, rejected = dpo_loss(pol[:3], pol[3:], ref[:3], ref[3:], beta, loss_type)
+        losses, chosen, rejected = dpo_loss(pol[:3], pol[3:], ref[:3], ref[3:], beta, loss_type, eps)
         for i in range(3):
             item = ds[i]
             pc = hand_logps(policy, item["chosen_input_ids"], item["chosen_labels"])
@@ -60,11 +63,9 @@ def test_loss_equals_a_hand_computation_from_token_log_probs(sft_ckpt, loss_type
             rc = hand_logps(reference, item["chosen_input_ids"], item["chosen_labels"])
             rr = hand_logps(reference, item["rejected_input_ids"], item["rejected_labels"])
             margin = (pc - pr) - (rc - rr)
-            expected = (
-                -math.log(1 / (1 + math.exp(-beta * margin)))
-                if loss_type == "sigmoid"
-                else (margin - 1 / (2 * beta)) ** 2
-            )
+            # cDPO: the label is right with probability 1 - eps, wrong (chosen and rejected swapped) with eps
+            right, wrong = -math.log(1 / (1 + math.exp(-beta * margin))), -math.log(1 / (1 + math.exp(beta * margin)))
+            expected = (1 - eps) * right + eps * wrong if loss_type == "sigmoid" else (margin - 1 / (2 * beta)) ** 2
             assert losses[i].item() == pytest.approx(expected, rel=1e-4, abs=1e-5)
             assert chosen[i].item() == pytest.approx(beta * (pc - rc), rel=1e-4, abs=1e-5)
             assert rejected[i].item() == pytest.approx(beta * (pr - rr), rel=1e-4, abs=1e-5)
@@ -164,6 +165,10 @@ def test_bad_preference_records_are_named(tmp_path):
         DPOLitModule()
     with pytest.raises(UserError, match="loss_type must be one of sigmoid, ipo"):
         dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), loss_type="kto")
+    with pytest.raises(UserError, match=r"label_smoothing must be in \[0, 0.5\), got 0.5"):
+        dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), label_smoothing=0.5)
+    with pytest.raises(UserError, match="label_smoothing .cDPO. is a variant of the sigmoid loss"):
+        dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), loss_type="ipo", label_smoothing=0.1)
 
 
 def test_generate_answers_instructions_from_a_dpo_checkpoint(sft_ckpt, tmp_path, capsys):
