@@ -45,7 +45,12 @@ class LoRALinear(nn.Linear):
         self.adapter_enabled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight, self.bias)
+        weight, bias = self.weight, self.bias
+        if weight.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
+            # Frozen weights held in 16 bits (hold_frozen_in) and called outside autocast (text samples, generation):
+            # compute in the input's dtype, as the rest of the model does.
+            weight, bias = weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
+        out = F.linear(x, weight, bias)
         if not self.adapter_enabled:
             return out
         return out + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling

@@ -132,3 +132,21 @@ def test_bf16_base_weights_compute_what_autocast_computes():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         after = model(x)
     assert torch.equal(before, after)
+    # Outside autocast (the text sampler, generate) the 16-bit weights compute in float32, as upcast by hand.
+    outside = model(x)
+    for _, layer in lora_layers(model):
+        layer.weight.data, layer.bias.data = layer.weight.data.float(), layer.bias.data.float()
+    assert outside.dtype == torch.float32 and torch.equal(outside, model(x))
+
+
+def test_a_lora_fit_in_bf16_samples_text_after_its_validations(book_path, tmp_path, capsys):
+    # The text sampler generates outside autocast, from frozen weights held in bf16: this once failed with
+    # "mat1 and mat2 must have the same dtype" after the first validation of configs/sft-gulliver.yaml + LoRA.
+    from lit_gpt5.cli import main
+
+    main(["fit", "--model.model_name=gpt-nano", "--model.n_layer=1", "--model.n_embd=16", "--model.n_head=2",
+          "--model.lora_r=2", f"--data.text_path={book_path}", "--data.block_size=16", "--data.batch_size=4",
+          "--data.val_batch_size=512", "--trainer.max_steps=2", "--trainer.val_check_interval=2",
+          "--trainer.accelerator=cpu", "--trainer.precision=bf16-mixed", "--trainer.enable_progress_bar=false",
+          f"--trainer.default_root_dir={tmp_path}", "--sampler.max_new_tokens=4"])  # fmt: skip
+    assert capsys.readouterr().out.count("----- sample at step") == 2  # before training and after step 2
