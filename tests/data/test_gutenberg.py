@@ -161,10 +161,10 @@ def test_interrupted_download_leaves_no_file(monkeypatch, isolated_cache):
                 conn, _ = listener.accept()
             except OSError:
                 return
+            served.append(1)  # counted before the reply: the client cannot give up before its request is counted
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1024)
             conn.close()
-            served.append(1)
 
     threading.Thread(target=serve, daemon=True).start()
     monkeypatch.setenv("LIT_GPT5_GUTENBERG_MIRROR", f"http://127.0.0.1:{port}")
