@@ -75,18 +75,25 @@ def held_out_passages(tokens: dict[str, torch.Tensor], length: int, val_fraction
 
 
 def info(args) -> dict:
+    """The reward's spec and how well it tells the books' held-out passages apart (``KnownReward.accuracy``)."""
     spec, reward, tokens = _reward_and_tokens(args, _books(args))
     result = reward.accuracy(held_out_passages(tokens, args.max_new_tokens, args.val_fraction))
-    print(f"known reward: {args.target} against {', '.join(n for n in tokens if n != args.target)}, bigram models of "
+    return {"spec": spec, "books": list(tokens), **result}
+
+
+def _show_info(args) -> dict:
+    result = info(args)
+    books = result["books"]
+    print(f"known reward: {args.target} against {', '.join(n for n in books if n != args.target)}, bigram models of "
           f"the training parts; held-out passages of {args.max_new_tokens} tokens: {result['passages']}")  # fmt: skip
     print(f"  book told apart (3-way):   {result['book_accuracy']:.1%}")
     print(f"  target vs others (r > 0):  {result['target_accuracy']:.1%}")
-    for name in tokens:
+    for name in books:
         print(f"  mean reward of {name} passages: {result[f'reward/{name}']:+.3f} nats/token")
-    return {"spec": spec, **result}
+    return result
 
 
-def pairs(args) -> None:
+def _pairs(args) -> None:
     from lit_gpt5.checkpoints import load_model
     from lit_gpt5.data.records import write_jsonl
     from lit_gpt5.data.segments import split_bounds
@@ -151,7 +158,7 @@ def pairs(args) -> None:
           f"{len(prompts['train'])} training and {len(prompts['eval'])} held-out prompts: {out}")  # fmt: skip
 
 
-def evaluate(args) -> dict:
+def _evaluate(args) -> dict:
     from lit_gpt5.checkpoints import frozen_model
     from lit_gpt5.data.records import read_json_records
     from lit_gpt5.data.rollout_prompts import normalize_prompt
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if not 0 < getattr(args, "val_fraction", 0.1) < 1:
         raise UserError(f"--val_fraction must be in (0, 1), got {args.val_fraction}")
-    {"info": info, "pairs": pairs, "eval": evaluate}[args.command](args)
+    {"info": _show_info, "pairs": _pairs, "eval": _evaluate}[args.command](args)
 
 
 if __name__ == "__main__":
