@@ -45,6 +45,11 @@ def test_runs_in_the_small_setting(path, shared_dir, tmp_path, monkeypatch):
     assert not list(path.parent.glob("runs"))  # nothing written beside the notebooks
 
 
-def test_there_are_the_three_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_model5.ipynb", "02_sampling_study.ipynb", "03_instruction_tuning.ipynb"]
+def test_there_are_the_four_notebooks():
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_model5.ipynb",
+        "02_sampling_study.ipynb",
+        "03_instruction_tuning.ipynb",
+        "04_preference_tuning.ipynb",
+    ]
     assert os.environ.get("LIT_GPT5_SMALL") in (None, "1")
