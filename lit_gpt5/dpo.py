@@ -18,7 +18,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
 
 from lit_gpt5.checkpoints import frozen_model
 from lit_gpt5.data.preferences import PreferenceDataModule, PreferenceDataset, collate_pairs
@@ -27,6 +26,7 @@ from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.lora import BaseView
 from lit_gpt5.loss import IGNORE_INDEX
 from lit_gpt5.model import GPT
+from lit_gpt5.stage_metrics import StageMeans
 
 __all__ = ["DPOLitModule", "PreferenceDataModule", "PreferenceDataset", "dpo_loss", "sequence_logps"]
 
@@ -160,13 +160,7 @@ class DPOLitModule(GPTLitModule):
             self._reference.append(BaseView(self.model))
         elif not precompute_reference:
             self._reference.append(frozen_model(reference or init_from))
-        self.metrics = torch.nn.ModuleDict(
-            {
-                f"{stage}/{name}".replace("/", "_"): MeanMetric()
-                for stage in ("train", "val", "test")
-                for name in METRICS
-            }
-        )
+        self.metrics = StageMeans(METRICS)
 
     @property
     def reference_model(self) -> GPT | BaseView | None:
@@ -230,17 +224,7 @@ class DPOLitModule(GPTLitModule):
             "logps/rejected": policy[n:],
             "logps/accuracies": (policy[:n] > policy[n:]).float(),
         }
-        for name, value in values.items():
-            self.metrics[f"{stage}/{name}".replace("/", "_")].update(value.float())
-
-    def _compute(self, stage: str) -> dict[str, float]:
-        out = {}
-        for name in METRICS:
-            metric = self.metrics[f"{stage}/{name}".replace("/", "_")]
-            if metric.update_called:
-                out[f"{stage}/{name}"] = metric.compute().item()
-            metric.reset()
-        return out
+        self.metrics.add(stage, values)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         self.seed_dropout(batch_idx)
@@ -250,7 +234,7 @@ class DPOLitModule(GPTLitModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         super().on_before_optimizer_step(optimizer)
-        for name, value in self._compute("train").items():
+        for name, value in self.metrics.compute("train").items():
             if name != "train/loss":  # logged by the step itself, as the mean over the step's pairs
                 self.log(name, value)
 
@@ -270,7 +254,7 @@ class DPOLitModule(GPTLitModule):
     reported_metrics = None  # the console line of each validation shows every metric
 
     def eval_metrics(self, stage: str) -> dict[str, float]:
-        return self._compute(stage)
+        return self.metrics.compute(stage)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

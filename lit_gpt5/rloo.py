@@ -23,7 +23,6 @@ leave-one-out baseline does its job at no cost, which is the RLOO paper's findin
 from __future__ import annotations
 
 import torch
-from torchmetrics import MeanMetric
 
 from lit_gpt5.checkpoints import frozen_model
 from lit_gpt5.data.rollout_prompts import PromptDataModule, unpad
@@ -33,6 +32,7 @@ from lit_gpt5.known_reward import load_reward
 from lit_gpt5.lit_module import GPTLitModule
 from lit_gpt5.lora import BaseView
 from lit_gpt5.rollouts import rollout_seed, sample_continuations, token_logps
+from lit_gpt5.stage_metrics import StageMeans
 
 __all__ = ["PromptDataModule", "RLOOLitModule", "rloo_advantages", "rloo_loss"]
 
@@ -119,10 +119,7 @@ class RLOOLitModule(GPTLitModule):
             self._reference.append(BaseView(self.model))
         else:
             self._reference.append(frozen_model(reference or init_from))
-        stages = ("train", "val", "test")
-        self.metrics = torch.nn.ModuleDict(
-            {f"{stage}/{name}".replace("/", "_"): MeanMetric() for stage in stages for name in METRICS}
-        )
+        self.metrics = StageMeans(METRICS)
 
     def prepare_data(self) -> None:
         super().prepare_data()
@@ -166,8 +163,7 @@ class RLOOLitModule(GPTLitModule):
             "objective/non_score_reward": -beta * kl,
             "completions/mean_length": torch.full_like(scores, float(self.hparams.max_new_tokens)),
         }
-        for name, value in values.items():
-            self.metrics[f"{stage}/{name}".replace("/", "_")].update(value.float())
+        self.metrics.add(stage, values)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         # The samples of a micro-batch depend on where in the run it is, as dropout masks do (seed_dropout).
@@ -183,7 +179,7 @@ class RLOOLitModule(GPTLitModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         super().on_before_optimizer_step(optimizer)
-        for name, value in self._compute("train").items():
+        for name, value in self.metrics.compute("train").items():
             self.log(name, value)
 
     def _eval(self, batch, stage: str) -> None:
@@ -198,17 +194,8 @@ class RLOOLitModule(GPTLitModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval(batch, "test")
 
-    def _compute(self, stage: str) -> dict[str, float]:
-        out = {}
-        for name in METRICS:
-            metric = self.metrics[f"{stage}/{name}".replace("/", "_")]
-            if metric.update_called:
-                out[f"{stage}/{name}"] = metric.compute().item()
-            metric.reset()
-        return out
-
     def eval_metrics(self, stage: str) -> dict[str, float]:
-        metrics = self._compute(stage)
+        metrics = self.metrics.compute(stage)
         if f"{stage}/objective/rlhf_reward" in metrics:
             metrics[f"{stage}/loss"] = -metrics[f"{stage}/objective/rlhf_reward"]
         return metrics
