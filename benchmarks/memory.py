@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from lit_gpt5.lora import EMBEDDING, TARGETS
 from lit_gpt5.memory import estimate
 from lit_gpt5.memory_tracking import tracked_peak
 
@@ -40,6 +41,7 @@ def measure(row: dict) -> int:
         loss_chunk_size=row["loss_chunk_size"],
         fsdp_ranks=row["devices"] if row["strategy"] == "fsdp" else 0,
         lora_r=row["lora_r"],
+        lora_targets=row["lora_targets"],
     )
 
 
@@ -89,9 +91,14 @@ def grid(models: list[str], fsdp_models: list[str], lora_models: list[str]) -> l
                 strategy="ddp",
                 devices=1,
                 lora_r=0,
+                lora_targets=TARGETS,
             )
         )
-    for model, r, mb, ac, chunk in itertools.product(lora_models, (8, 64), (1, 8), (False, True), (0, 512)):
+    # LoRA on the blocks' layers at ranks 8 and 64, and at rank 8 with the tied embedding adapted too.
+    lora_settings = [(8, TARGETS), (64, TARGETS), (8, (*TARGETS, EMBEDDING))]
+    for model, (r, targets), mb, ac, chunk in itertools.product(
+        lora_models, lora_settings, (1, 8), (False, True), (0, 512)
+    ):
         rows.append(
             dict(
                 model=model,
@@ -102,6 +109,7 @@ def grid(models: list[str], fsdp_models: list[str], lora_models: list[str]) -> l
                 strategy="ddp",
                 devices=1,
                 lora_r=r,
+                lora_targets=targets,
             )
         )
     for model, mb, ac, chunk in itertools.product(fsdp_models, (1, 8), (False, True), (0, 512)):
@@ -115,6 +123,7 @@ def grid(models: list[str], fsdp_models: list[str], lora_models: list[str]) -> l
                 strategy="fsdp",
                 devices=8,
                 lora_r=0,
+                lora_targets=TARGETS,
             )
         )
     return rows
@@ -131,7 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--fsdp_models", nargs="*", default=list(MODELS))
-    parser.add_argument("--lora_models", nargs="*", default=list(MODELS[1:]), help="LoRA rows (ranks 8 and 64)")
+    parser.add_argument(
+        "--lora_models", nargs="*", default=list(MODELS[1:]), help="LoRA rows (ranks 8 and 64; 8 with wte adapted)"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cuda", action="store_true", help="also measure real steps on this machine's GPU")
     parser.add_argument("--json_out", default="memory.json")
@@ -154,7 +165,7 @@ def main() -> None:
         if args.cuda:
             results[-1]["cuda"] = cuda_peak(row)
     header = (
-        f"{'model':<12}{'T':>5}{'mb':>4}{'AC':>4}{'loss':>7}{'strategy':>10}{'LoRA':>5}{'tracked':>9}{'estimate':>10}"
+        f"{'model':<12}{'T':>5}{'mb':>4}{'AC':>4}{'loss':>7}{'strategy':>10}{'LoRA':>9}{'tracked':>9}{'estimate':>10}"
         f"{'error':>8}"
     )
     print(header + ("  cuda" if args.cuda else ""))
@@ -163,7 +174,8 @@ def main() -> None:
         strategy = "ddp" if r["strategy"] == "ddp" else f"fsdp x{r['devices']}"
         ac = "y" if r["activation_checkpointing"] else "-"
         line = f"{r['model']:<12}{r['block_size']:>5}{r['micro_batch_size']:>4}{ac:>4}{loss:>7}{strategy:>10}"
-        line += f"{r['lora_r'] or '-':>5}"
+        lora = f"{r['lora_r']}{'+wte' if EMBEDDING in r['lora_targets'] else ''}" if r["lora_r"] else "-"
+        line += f"{lora:>9}"
         line += f"{r['tracked'] / GiB:>9.2f}{r['estimate'] / GiB:>10.2f}{r['error'] * 100:>+7.1f}%"
         if r.get("cuda"):
             line += f"  {r['cuda'] / GiB:.2f}" if r["cuda"] > 0 else "  OOM"

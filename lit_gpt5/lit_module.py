@@ -63,8 +63,9 @@ class GPTLitModule(L.LightningModule):
         lora_r: LoRA rank; 0 (the default) trains every weight. With r > 0 the base weights are frozen (and held in
             16 bits under mixed precision) and only low-rank adapters on ``lora_targets`` train (``lit_gpt5.lora``).
         lora_alpha, lora_dropout: the adapters' scale (alpha / r) and input dropout.
-        lora_targets: which linear layers get adapters: ``c_attn`` (attention q, k, v), ``c_proj`` (attention and
-            MLP outputs), ``c_fc`` (MLP input); default all three.
+        lora_targets: which layers get adapters: ``c_attn`` (attention q, k, v), ``c_proj`` (attention and MLP
+            outputs), ``c_fc`` (MLP input), default these three; and ``wte``, the token embedding and the output head
+            tied to it (one adapter on the shared matrix): in a small model most weights are there.
     """
 
     unit_name = "supervised_tokens"  # what the loss of a step is the mean over (logged as train/<unit_name>)

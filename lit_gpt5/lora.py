@@ -22,6 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 TARGETS = ("c_attn", "c_proj", "c_fc")  # attention q|k|v and output, MLP in and out (c_proj names both projections)
+# The token embedding, which GPT-2's output head shares: one adapter on the shared matrix, seen by both (an option:
+# in a small model most weights are there, and what instruction tuning changes most is which tokens come out).
+EMBEDDING = "wte"
+ALL_TARGETS = (*TARGETS, EMBEDDING)
 
 
 class LoRALinear(nn.Linear):
@@ -63,48 +67,139 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, r={self.r}, alpha={self.alpha}"
 
 
-def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
-    return ((name, m) for name, m in model.named_modules() if isinstance(m, LoRALinear))
+class LoRAEmbedding(nn.Embedding):
+    """An ``nn.Embedding`` with a low-rank adapter on its matrix: ``W + (alpha / r) A^T B^T`` (vocabulary x n_embd),
+    ``lora_A`` (r x vocabulary) starting at zero and ``lora_B`` (n_embd x r) random, as PEFT's embedding LoRA. The
+    output head tied to this matrix sees the same change (``TiedLoRAHead``). No dropout: an embedding's input is a
+    token id (PEFT's embedding LoRA has none either)."""
+
+    def __init__(self, base: nn.Embedding, r: int, alpha: float) -> None:
+        nn.Module.__init__(self)
+        self.num_embeddings, self.embedding_dim = base.num_embeddings, base.embedding_dim
+        self.padding_idx, self.max_norm, self.norm_type = base.padding_idx, base.max_norm, base.norm_type
+        self.scale_grad_by_freq, self.sparse = base.scale_grad_by_freq, base.sparse
+        self.weight = base.weight
+        self.weight.requires_grad_(False)
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        dtype = base.weight.dtype if base.weight.dtype in (torch.float32, torch.float64) else torch.float32
+        factory = {"device": base.weight.device, "dtype": dtype}
+        self.lora_A = nn.Parameter(torch.zeros(r, self.num_embeddings, **factory))
+        self.lora_B = nn.Parameter(torch.empty(self.embedding_dim, r, **factory))
+        nn.init.normal_(self.lora_B)  # PEFT's initialisation of an embedding adapter
+        self.adapter_enabled = True
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        out = F.embedding(idx, self.weight, self.padding_idx)
+        if not self.adapter_enabled:
+            return out
+        return out + (F.embedding(idx, self.lora_A.t()) @ self.lora_B.t()) * self.scaling
+
+    def delta(self) -> torch.Tensor:
+        """The adapter's change to ``weight``: (alpha / r) A^T B^T, shaped like it."""
+        return (self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, r={self.r}, alpha={self.alpha}"
+
+
+class TiedLoRAHead(nn.Linear):
+    """The output head of a model whose token embedding carries a ``LoRAEmbedding``: its weight is the embedding's
+    (tied, frozen) and its adapter the embedding's too, so logits are ``h (W + delta)^T`` exactly as the merged model
+    computes them. It owns no parameter of its own: the adapter is saved, trained and switched off with the
+    embedding."""
+
+    def __init__(self, base: nn.Linear, embedding: LoRAEmbedding) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, None
+        object.__setattr__(self, "embedding", embedding)  # a reference, not a submodule: no second state-dict entry
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight)
+        emb = self.embedding
+        if not emb.adapter_enabled:
+            return out
+        low = (x @ emb.lora_B.to(x.dtype)) * emb.scaling
+        return out + low @ emb.lora_A.to(x.dtype)
+
+    def extend_projection(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden', weight') with ``hidden' @ weight'^T`` = this head's logits: [h, (alpha / r) h B] and [W, A^T].
+        What the chunked loss (``GPT.loss_sum``) multiplies chunk by chunk, so the adapter is exact there too, at
+        the cost of the output matrix's gradient being formed (r columns wider), as in full tuning."""
+        emb = self.embedding
+        if not emb.adapter_enabled:
+            return hidden, self.weight
+        low = (hidden @ emb.lora_B.to(hidden.dtype)) * emb.scaling
+        return torch.cat([hidden, low], dim=-1), torch.cat([self.weight, emb.lora_A.t().to(self.weight.dtype)], dim=1)
+
+
+def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear | LoRAEmbedding]]:
+    """Every adapted layer (its name, the layer); a ``TiedLoRAHead`` is not one: its adapter is its embedding's."""
+    return ((name, m) for name, m in model.named_modules() if isinstance(m, (LoRALinear, LoRAEmbedding)))
 
 
 def apply_lora(
     model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0, targets: Sequence[str] = TARGETS
 ) -> nn.Module:
     """Add adapters in place to every ``nn.Linear`` whose name ends with one of ``targets`` (``c_proj`` matches the
-    attention's and the MLP's) and leave only adapter parameters trainable. Returns ``model``."""
+    attention's and the MLP's) and leave only adapter parameters trainable. ``"wte"`` among ``targets``: an adapter
+    on the token embedding, which the output head tied to it shares (``LoRAEmbedding``, ``TiedLoRAHead``); ``dropout``
+    does not apply there. Returns ``model``."""
     from lit_gpt5.errors import UserError
 
     if not isinstance(r, int) or r <= 0:
         raise UserError(f"LoRA rank must be a positive integer, got {r!r}")
     if not alpha > 0 or not 0.0 <= dropout < 1.0:
         raise UserError(f"LoRA alpha must be > 0 and dropout in [0, 1), got alpha={alpha}, dropout={dropout}")
-    unknown = [t for t in targets if t not in TARGETS]
+    unknown = [t for t in targets if t not in ALL_TARGETS]
     if unknown:
-        raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(TARGETS)}")
+        raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(ALL_TARGETS)}")
     model.requires_grad_(False)
     replaced = 0
+    embeddings = {}  # id of an adapted embedding's matrix -> its LoRAEmbedding, for the heads tied to it
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if child_name in targets and type(child) is nn.Linear:
                 setattr(module, child_name, LoRALinear(child, r, alpha, dropout))
                 replaced += 1
+            elif child_name in targets and type(child) is nn.Embedding:
+                embeddings[id(child.weight)] = adapted = LoRAEmbedding(child, r, alpha)
+                setattr(module, child_name, adapted)
+                replaced += 1
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.Linear and id(child.weight) in embeddings:
+                setattr(module, child_name, TiedLoRAHead(child, embeddings[id(child.weight)]))
     if not replaced:
         raise UserError(f"no linear layer named {', '.join(targets)} to adapt in {type(model).__name__}")
     return model
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its base weight (W + (alpha / r) B A) and put plain ``nn.Linear`` layers back: the
-    merged model computes what the adapted one did, with no adapter left. Returns ``model``."""
+    """Fold every adapter into its base weight (W + (alpha / r) B A) and put plain ``nn.Linear`` (and
+    ``nn.Embedding``) layers back: the merged model computes what the adapted one did, with no adapter left; a head
+    tied to an adapted embedding stays tied to the merged matrix. Returns ``model``."""
+    merged_embeddings = {}  # LoRAEmbedding -> its merged matrix, for the heads tied to it
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, LoRALinear):
-                linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+            if isinstance(child, (LoRALinear, LoRAEmbedding)):
                 with torch.no_grad():
-                    merged = (child.weight.float() + child.delta().float()).to(child.weight.dtype)
-                linear.weight = nn.Parameter(merged, requires_grad=False)
-                linear.bias = child.bias
-                setattr(module, child_name, linear)
+                    merged = nn.Parameter((child.weight.float() + child.delta().float()).to(child.weight.dtype))
+                merged.requires_grad_(False)
+                if isinstance(child, LoRAEmbedding):
+                    plain = nn.Embedding(child.num_embeddings, child.embedding_dim, child.padding_idx, device="meta")
+                    merged_embeddings[child] = merged
+                else:
+                    plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+                    plain.bias = child.bias
+                plain.weight = merged
+                setattr(module, child_name, plain)
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, TiedLoRAHead):
+                head = nn.Linear(child.in_features, child.out_features, bias=False, device="meta")
+                head.weight = merged_embeddings[child.embedding]
+                setattr(module, child_name, head)
     return model
 
 
@@ -129,6 +224,8 @@ def hold_frozen_in(model: nn.Module, precision: str) -> None:
     if dtype is None:
         return
     for _, layer in lora_layers(model):
+        if isinstance(layer, LoRAEmbedding):  # a lookup, not a matmul: autocast leaves it (and the tied head's) alone
+            continue
         layer.weight.data = layer.weight.data.to(dtype)
         if layer.bias is not None:
             layer.bias.data = layer.bias.data.to(dtype)
@@ -185,9 +282,21 @@ def save_peft_adapter(model: nn.Module, out_dir, base_model_name_or_path: str | 
     layers = list(lora_layers(model))
     tensors = {}
     for name, layer in layers:
-        tensors[f"base_model.model.{name}.lora_A.weight"] = layer.lora_A.detach().float().cpu().contiguous()
-        tensors[f"base_model.model.{name}.lora_B.weight"] = layer.lora_B.detach().float().cpu().contiguous()
-    dropout = layers[0][1].lora_dropout
+        # PEFT's names: lora_A.weight / lora_B.weight for a linear layer, lora_embedding_A / _B for an embedding (the
+        # same matrices and shapes as ours in both cases).
+        suffixes = (
+            ("lora_embedding_A", "lora_embedding_B")
+            if isinstance(layer, LoRAEmbedding)
+            else ("lora_A.weight", "lora_B.weight")
+        )
+        tensors[f"base_model.model.{name}.{suffixes[0]}"] = layer.lora_A.detach().float().cpu().contiguous()
+        tensors[f"base_model.model.{name}.{suffixes[1]}"] = layer.lora_B.detach().float().cpu().contiguous()
+    for name, head in model.named_modules():
+        if isinstance(head, TiedLoRAHead):  # PEFT saves the tied head's adapter too: the embedding's, transposed
+            emb = head.embedding
+            tensors[f"base_model.model.{name}.lora_A.weight"] = emb.lora_B.detach().float().cpu().t().contiguous()
+            tensors[f"base_model.model.{name}.lora_B.weight"] = emb.lora_A.detach().float().cpu().t().contiguous()
+    dropout = next((m.lora_dropout for _, m in layers if isinstance(m, LoRALinear)), None)
     config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -195,7 +304,9 @@ def save_peft_adapter(model: nn.Module, out_dir, base_model_name_or_path: str | 
         "r": settings["r"],
         "lora_alpha": settings["alpha"],
         "lora_dropout": dropout.p if isinstance(dropout, nn.Dropout) else 0.0,
-        "target_modules": settings["targets"],
+        # PEFT ties an adapter to GPT-2's embedding when asked for the head it is tied to (lm_head) with
+        # ensure_weight_tying: it then adapts transformer.wte and gives lm_head the same adapter, as ours is.
+        "target_modules": [("lm_head" if t == EMBEDDING else t) for t in settings["targets"]],
         "fan_in_fan_out": True,
         "bias": "none",
         "inference_mode": True,
@@ -203,6 +314,7 @@ def save_peft_adapter(model: nn.Module, out_dir, base_model_name_or_path: str | 
         "use_rslora": False,
         "use_dora": False,
         "modules_to_save": None,
+        "ensure_weight_tying": EMBEDDING in settings["targets"],
     }
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from lit_gpt5.errors import ArgumentParser, UserError
+from lit_gpt5.lora import ALL_TARGETS as LORA_ALL_TARGETS
+from lit_gpt5.lora import EMBEDDING as LORA_EMBEDDING
 from lit_gpt5.lora import TARGETS as LORA_TARGETS
 from lit_gpt5.model import CONFIGS, GPTConfig
 
@@ -162,17 +164,21 @@ def estimate(
         # logits, their float32 copy, the float32 log-softmax saved for backward; in backward two float32 gradients
         # of (B x T x V) exist next to the saved log-softmax: 12 bytes per logit at the start of the backward pass.
         logits = 12 * t * v
-        logits_kept = 4 * t * v
+        logits_kept = 4 * t * v  # (an adapted head's low-rank logits, added in place of the float32 copy: measured)
     else:
         # d(loss)/dW (float32) and d(loss)/dh, computed in the forward pass and held for backward; while a chunk is
         # processed, the output matrix in the compute dtype, and the chunk's logits, their float32 copy (log_softmax
         # casts a 16-bit input first) and the float32 log-softmax, turned into the gradient in place and written back
         # over the logits (on a GPU in one pass per chunk; a CPU takes a few rows at a time and needs less).
         chunk = min(loss_chunk_size, t)
-        logits_kept = (0 if lora else 4 * v * c) + hidden * t * c  # no d(loss)/dW for a frozen output matrix
-        weight_copy = compute * v * c if residual == 4 and compute == 2 else 0  # fp32 weights cast for the matmul
+        # An adapter on the tied embedding widens the output matrix by its rank (lit_gpt5.lora.TiedLoRAHead): the
+        # widened float32 copy during the loss, whose d(loss)/dW is formed as in full tuning.
+        head = lora["r"] if lora and lora["head"] else 0
+        width = c + head
+        logits_kept = (4 * v * width if not lora or head else 0) + hidden * t * width  # frozen head: no d(loss)/dW
+        weight_copy = compute * v * width if residual == 4 and compute == 2 else 0  # fp32 weights cast for matmul
         fp32_copy = 4 if compute != 4 else 0  # log_softmax's float32 cast of a 16-bit chunk
-        logits = logits_kept + weight_copy + chunk * v * (compute + fp32_copy + 4)
+        logits = logits_kept + weight_copy + chunk * v * (compute + fp32_copy + 4) + (4 * v * width if head else 0)
 
     # --- Other ----------------------------------------------------------------------------------------------------
     other = 0
@@ -209,23 +215,27 @@ def estimate(
 
 def _lora_sizes(cfg: GPTConfig, r: int, targets: Sequence[str]) -> dict[str, int]:
     """Element counts of LoRA on ``targets``: adapter parameters, adapted (frozen) weights and biases, the r-wide
-    activations kept per token, and how many c-wide Linear inputs the unadapted layers no longer keep."""
+    activations kept per token, how many c-wide Linear inputs the unadapted layers no longer keep, and ``head``: 1
+    with an adapter on the token embedding (``wte``), which the tied output head shares."""
     if not isinstance(r, int) or r <= 0:
         raise UserError(f"lora_r must be a positive integer (0: full fine-tuning), got {r!r}")
     c, layers = cfg.n_embd, cfg.n_layer
     # (in, out) of every Linear of a block, by LoRA target name; c_proj names the attention's and the MLP's.
     shapes = {"c_attn": [(c, 3 * c)], "c_proj": [(c, c), (4 * c, c)], "c_fc": [(c, 4 * c)]}
-    unknown = [t for t in targets if t not in shapes]
+    unknown = [t for t in targets if t not in (*shapes, LORA_EMBEDDING)]
     if unknown:
-        raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(shapes)}")
-    adapted = [shape for name in targets for shape in shapes[name]]
+        raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(LORA_ALL_TARGETS)}")
+    head = int(LORA_EMBEDDING in targets)
+    adapted = [shape for name in targets if name in shapes for shape in shapes[name]]
     unadapted = [shape for name in shapes if name not in targets for shape in shapes[name]]
     bias = int(cfg.bias)
     return {
-        "adapter": layers * sum(r * (i + o) for i, o in adapted),
+        "adapter": layers * sum(r * (i + o) for i, o in adapted) + head * r * (cfg.vocab_size + c),
         "adapted_weights": layers * sum(i * o + bias * o for i, o in adapted),
         "r_per_token": r * len(adapted),
         "unadapted_inputs": sum(i // c for i, _ in unadapted),
+        "head": head,
+        "r": r,
     }
 
 
@@ -293,6 +303,13 @@ def main(argv: list[str] | None = None) -> None:
         "0: the full-logits loss",
     )
     parser.add_argument("--lora_r", type=int, default=0, help="LoRA rank (--model.lora_r); 0: full fine-tuning")
+    parser.add_argument(
+        "--lora_targets",
+        nargs="+",
+        default=list(LORA_TARGETS),
+        metavar="NAME",
+        help=f"layers with adapters (--model.lora_targets), among {' '.join(LORA_ALL_TARGETS)}; default: the blocks'",
+    )
     parser.add_argument("--gpu_memory", type=parse_size, default=None, help="e.g. 24GiB: say whether it fits")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = vars(parser.parse_args(argv))
@@ -309,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         + (", activation checkpointing" if args["activation_checkpointing"] else "")
         + (f", chunked loss ({args['loss_chunk_size']} positions)" if args["loss_chunk_size"] else ", full-logits loss")
         + (", CPU offload" if args["cpu_offload"] else "")
-        + (f", LoRA r={args['lora_r']}" if args["lora_r"] else "")
+        + (f", LoRA r={args['lora_r']} on {' '.join(args['lora_targets'])}" if args["lora_r"] else "")
     )
     print(est.table(gpu_memory))
     if advice:

@@ -23,6 +23,7 @@ from lit_gpt5.compat import (
     fsdp_memory_tracker,
     memory_tracker,
 )
+from lit_gpt5.lora import TARGETS as LORA_TARGETS
 from lit_gpt5.lora import apply_lora, hold_frozen_in
 from lit_gpt5.memory import DEFAULT_LOSS_CHUNK
 from lit_gpt5.model import GPT, GPTConfig
@@ -50,10 +51,11 @@ def tracked_peak(
     loss_chunk_size: int = DEFAULT_LOSS_CHUNK,
     fsdp_ranks: int = 0,
     lora_r: int = 0,
+    lora_targets: tuple[str, ...] = LORA_TARGETS,
 ) -> int:
     """Peak bytes of one training step, tracked on fake tensors; ``fsdp_ranks`` > 0: on one of that many FSDP ranks;
-    ``lora_r`` > 0: LoRA of that rank on every target, as ``GPTLitModule(lora_r=...)`` trains (frozen weights held in
-    bf16 under ``bf16-mixed``, AdamW over the adapters only)."""
+    ``lora_r`` > 0: LoRA of that rank on ``lora_targets``, as ``GPTLitModule(lora_r=...)`` trains (frozen weights
+    held in bf16 under ``bf16-mixed``, AdamW over the adapters only)."""
     if precision not in ("bf16-mixed", "32-true"):
         raise ValueError(f"tracked precisions are bf16-mixed and 32-true, got {precision}")
     cfg = GPTConfig.from_name(model) if isinstance(model, str) else model
@@ -64,7 +66,7 @@ def tracked_peak(
             gpt = GPT(cfg)
             gpt.gradient_checkpointing = activation_checkpointing
             if lora_r:
-                apply_lora(gpt, lora_r)
+                apply_lora(gpt, lora_r, targets=lora_targets)
                 hold_frozen_in(gpt, precision)
             step_model = _GPTWithLoss(gpt, loss_chunk_size)
             autocast = precision == "bf16-mixed"

@@ -239,8 +239,8 @@ class GPT(nn.Module):
         all (B x T x 50,257) logits; 0 is the plain full-logits loss. ``softmax_rows``: see ``lit_gpt5.loss``.
         ``input_pos`` and ``segments`` (B, T): packed rows (see ``features``)."""
         if chunk_size and self._head_readable():
-            hidden = self.features(idx, input_pos, segments=segments)
-            return linear_cross_entropy_sum(hidden, self.lm_head.weight, targets, chunk_size, softmax_rows)
+            hidden, weight = self._projection(self.features(idx, input_pos, segments=segments))
+            return linear_cross_entropy_sum(hidden, weight, targets, chunk_size, softmax_rows)
         return cross_entropy_sum(self.lm_head(self.features(idx, input_pos, segments=segments)), targets)
 
     def token_losses(
@@ -255,9 +255,16 @@ class GPT(nn.Module):
         """Cross-entropy of every position, shaped like ``targets``, 0 where the target is -100: for losses weighted
         per token or summed per sequence (DPO's log-probabilities). Arguments as in ``loss_sum``."""
         if chunk_size and self._head_readable():
-            hidden = self.features(idx, input_pos, segments=segments)
-            return linear_token_losses(hidden, self.lm_head.weight, targets, chunk_size, softmax_rows)
+            hidden, weight = self._projection(self.features(idx, input_pos, segments=segments))
+            return linear_token_losses(hidden, weight, targets, chunk_size, softmax_rows)
         return cross_entropy_tokens(self.lm_head(self.features(idx, input_pos, segments=segments)), targets)
+
+    def _projection(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states, output matrix) whose product is the logits, for a chunked loss to multiply a few rows at a
+        time: ``lm_head``'s weight, or, for a head that adds a low-rank term (LoRA on the tied embedding,
+        ``lit_gpt5.lora.TiedLoRAHead``), both widened by its rank."""
+        extend = getattr(self.lm_head, "extend_projection", None)
+        return extend(hidden) if extend is not None else (hidden, self.lm_head.weight)
 
     def _head_readable(self) -> bool:
         """Whether the output matrix can be read outside ``lm_head``'s forward. A sharding scheme that gathers a

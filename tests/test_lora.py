@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_gpt5.lora import BaseView, adapters_disabled, apply_lora, lora_layers, merge_lora, save_peft_adapter
+from lit_gpt5.lora import (
+    TARGETS,
+    BaseView,
+    LoRAEmbedding,
+    TiedLoRAHead,
+    adapters_disabled,
+    apply_lora,
+    lora_layers,
+    merge_lora,
+    save_peft_adapter,
+)
 from lit_gpt5.model import GPT, GPTConfig
 
 CFG = GPTConfig(block_size=32, vocab_size=97, n_layer=2, n_head=2, n_embd=16)
@@ -19,23 +29,35 @@ def adapted(seed: int = 0, r: int = 4, randomize: bool = True, **kwargs) -> tupl
     model.load_state_dict(base.state_dict())
     apply_lora(model, r=r, alpha=8, **kwargs)
     if randomize:
-        with torch.no_grad():
-            for _, layer in lora_layers(model):
-                layer.lora_B.normal_(0, 0.1)
+        randomize_adapters(model)
     return base, model
+
+
+def randomize_adapters(model: GPT) -> None:
+    """Make every adapter change its layer: the factor that starts at zero (a linear layer's B, an embedding's A)
+    drawn at random."""
+    with torch.no_grad():
+        for _, layer in lora_layers(model):
+            (layer.lora_A if isinstance(layer, LoRAEmbedding) else layer.lora_B).normal_(0, 0.1)
+
+
+WITH_EMBEDDING = ("c_attn", "c_proj", "c_fc", "wte")
+TARGET_SETS = pytest.mark.parametrize("targets", [TARGETS, WITH_EMBEDDING], ids=["blocks", "blocks+wte"])
 
 
 def tokens(n: int = 3, t: int = 12) -> torch.Tensor:
     return torch.randint(0, CFG.vocab_size, (n, t), generator=torch.Generator().manual_seed(1))
 
 
-def test_zero_adapters_give_the_base_models_logits_exactly_and_only_adapters_train():
-    base, model = adapted(randomize=False)
+@TARGET_SETS
+def test_zero_adapters_give_the_base_models_logits_exactly_and_only_adapters_train(targets):
+    base, model = adapted(randomize=False, targets=targets)
     x = tokens()
     assert torch.equal(model(x), base(x))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.endswith((".lora_A", ".lora_B")) for n in trainable)
-    assert len(trainable) == 2 * 4 * CFG.n_layer  # c_attn, attn c_proj, c_fc, mlp c_proj: an A and a B each
+    # c_attn, attn c_proj, c_fc, mlp c_proj: an A and a B each; the embedding's one pair serves the tied head too
+    assert len(trainable) == 2 * 4 * CFG.n_layer + 2 * ("wte" in targets)
     base_names = {n for n in model.state_dict() if not n.endswith((".lora_A", ".lora_B"))}
     assert base_names == set(base.state_dict())  # the base parameters keep their names
 
@@ -45,10 +67,11 @@ def test_targets_choose_the_layers():
     assert [n.rsplit(".", 2)[-2:] for n, _ in lora_layers(model)] == [["attn", "c_attn"]] * CFG.n_layer
 
 
-def test_chunked_loss_equals_full_loss_with_lora():
+@TARGET_SETS
+def test_chunked_loss_equals_full_loss_with_lora(targets):
     results = []
     for chunk in (0, 5):
-        _, model = adapted()
+        _, model = adapted(targets=targets)
         x, y = tokens(), tokens()
         y[0, :3] = -100
         total, count = model.loss_sum(x, y, chunk)
@@ -59,8 +82,9 @@ def test_chunked_loss_equals_full_loss_with_lora():
         torch.testing.assert_close(full, chunked, rtol=1e-4, atol=1e-6)
 
 
-def test_merged_equals_unmerged_and_disabled_adapters_equal_the_base():
-    base, model = adapted()
+@TARGET_SETS
+def test_merged_equals_unmerged_and_disabled_adapters_equal_the_base(targets):
+    base, model = adapted(targets=targets)
     x = tokens()
     with adapters_disabled(model):
         assert torch.equal(model(x), base(x))
@@ -68,11 +92,25 @@ def test_merged_equals_unmerged_and_disabled_adapters_equal_the_base():
     unmerged = model(x)
     assert not torch.allclose(unmerged, base(x))
     merge_lora(model)
-    assert not list(lora_layers(model))
+    assert not list(lora_layers(model)) and type(model.lm_head) is torch.nn.Linear
+    assert model.lm_head.weight is model.transformer.wte.weight  # still GPT-2: the head tied to the embedding
     torch.testing.assert_close(model(x), unmerged, rtol=1e-5, atol=1e-5)
 
 
-def test_peft_round_trip_gives_the_same_logits(tmp_path):
+def test_an_embedding_adapter_changes_the_tied_head_too():
+    base, model = adapted(targets=("wte",))
+    assert isinstance(model.transformer.wte, LoRAEmbedding) and isinstance(model.lm_head, TiedLoRAHead)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert not [n for n in model.state_dict() if n.startswith("lm_head.lora")]  # one adapter, saved once
+    h = torch.randn(2, 5, CFG.n_embd)
+    delta = model.transformer.wte.delta()
+    torch.testing.assert_close(model.lm_head(h), h @ (base.lm_head.weight + delta).t(), rtol=1e-5, atol=1e-5)
+    idx = tokens()
+    torch.testing.assert_close(model.transformer.wte(idx), (base.transformer.wte.weight + delta)[idx])
+
+
+@TARGET_SETS
+def test_peft_round_trip_gives_the_same_logits(tmp_path, targets):
     peft = pytest.importorskip("peft", reason="peft is not installed (pip install '.[dev]' installs it)")
     transformers = pytest.importorskip("transformers")
     from lit_gpt5.convert import save_hf
@@ -83,10 +121,8 @@ def test_peft_round_trip_gives_the_same_logits(tmp_path):
     save_hf(base, tmp_path / "base")
     model = GPT(cfg)
     model.load_state_dict(base.state_dict())
-    apply_lora(model, r=4, alpha=8)
-    with torch.no_grad():
-        for _, layer in lora_layers(model):
-            layer.lora_B.normal_(0, 0.1)
+    apply_lora(model, r=4, alpha=8, targets=targets)
+    randomize_adapters(model)
     save_peft_adapter(model, tmp_path / "adapter", base_model_name_or_path=str(tmp_path / "base"))
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "base")
     hf = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
@@ -96,7 +132,8 @@ def test_peft_round_trip_gives_the_same_logits(tmp_path):
     torch.testing.assert_close(theirs, model.eval()(x), rtol=1e-4, atol=1e-4)
 
 
-def test_lit_module_trains_adapters_only_and_its_checkpoint_loads_merged(tmp_path):
+@TARGET_SETS
+def test_lit_module_trains_adapters_only_and_its_checkpoint_loads_merged(tmp_path, targets):
     import lightning as L
 
     from lit_gpt5.checkpoints import load_checkpoint
@@ -104,7 +141,8 @@ def test_lit_module_trains_adapters_only_and_its_checkpoint_loads_merged(tmp_pat
     from lit_gpt5.lit_module import GPTLitModule
 
     torch.manual_seed(0)
-    module = GPTLitModule(model_name="gpt-nano", n_layer=1, lora_r=4, learning_rate=1e-2, warmup_steps=0)
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1, lora_r=4, learning_rate=1e-2, warmup_steps=0,
+                          lora_targets=list(targets))  # fmt: skip
     frozen = {n: p.detach().clone() for n, p in module.model.named_parameters() if not p.requires_grad}
     data = TokenWindowDataModule(torch.randint(0, 50257, (3000,)), block_size=16, batch_size=2)
     trainer = L.Trainer(max_steps=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -113,8 +151,10 @@ def test_lit_module_trains_adapters_only_and_its_checkpoint_loads_merged(tmp_pat
     optimizer_params = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert optimizer_params == {id(p) for p in module.parameters() if p.requires_grad}
     assert all(torch.equal(p, frozen[n]) for n, p in module.model.named_parameters() if not p.requires_grad)
-    assert any(layer.lora_B.abs().sum() > 0 for _, layer in lora_layers(module.model))  # the adapters moved
+    assert all(layer.delta().abs().sum() > 0 for _, layer in lora_layers(module.model))  # every adapter moved
     trainer.save_checkpoint(tmp_path / "lora.ckpt")
+    unmerged = load_checkpoint(tmp_path / "lora.ckpt", merge=False)
+    assert {n for n, _ in lora_layers(unmerged)} == {n for n, _ in lora_layers(module.model)}
     merged = load_checkpoint(tmp_path / "lora.ckpt")
     x = torch.randint(0, 50257, (2, 16))
     torch.testing.assert_close(merged(x), module.model.eval()(x), rtol=1e-5, atol=1e-5)

@@ -55,6 +55,8 @@ def test_sharded_and_other_precisions_follow_the_zero_paper():
         dict(block_size=128, micro_batch_size=4, loss_chunk_size=64, activation_checkpointing=True, fsdp_ranks=2),
         dict(block_size=128, micro_batch_size=4, lora_r=8),
         dict(block_size=128, micro_batch_size=4, lora_r=4, loss_chunk_size=0, activation_checkpointing=True),
+        dict(block_size=128, micro_batch_size=4, lora_r=8, lora_targets=("c_attn", "c_proj", "c_fc", "wte")),
+        dict(block_size=128, micro_batch_size=4, lora_r=8, lora_targets=("c_attn", "wte"), loss_chunk_size=0),
     ],
 )
 def test_estimate_within_ten_percent_of_the_tracked_step(kwargs):
