@@ -6,6 +6,7 @@ The notebooks define no model or data code: they call these, and the package's o
 from __future__ import annotations
 
 import math
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ def train(
     from lightning.pytorch.loggers import TensorBoardLogger
 
     L.seed_everything(seed, verbose=False)
+    # A rerun of a run replaces it: its event files would otherwise sit beside the old run's, and reading the
+    # directory back (read_scalars) would mix the two (an interrupted run's step 0 twice, an older run's steps).
+    shutil.rmtree(Path(root) / name / f"seed{seed}", ignore_errors=True)
     logger = TensorBoardLogger(save_dir=str(root), name=name, version=f"seed{seed}")
     trainer = Trainer(
         accelerator=accelerator,

@@ -1,0 +1,22 @@
+"""The study helper the notebooks and benchmarks train with: a rerun replaces the run it repeats."""
+
+from __future__ import annotations
+
+import torch
+
+from lit_gpt5.data import TokenWindowDataModule
+from lit_gpt5.experiments import read_scalars, train
+from lit_gpt5.lit_module import GPTLitModule
+
+
+def test_a_rerun_replaces_the_logs_of_the_run_it_repeats(tmp_path):
+    def run(steps: int):
+        module = GPTLitModule(model_name="gpt-nano", n_layer=1, warmup_steps=0)
+        data = TokenWindowDataModule(torch.randint(0, 50257, (2000,)), block_size=16, batch_size=2)
+        return train(module, data, tmp_path, "dpo-0.1", max_steps=steps, val_every=2, precision="32-true",
+                     accelerator="cpu")  # fmt: skip
+
+    run(4)  # the older run (or one interrupted after its first validation)
+    log_dir = run(2)
+    steps, _ = read_scalars(log_dir)["val/loss"]
+    assert list(steps) == [0, 2]  # this run's validations only, each once
