@@ -3,6 +3,7 @@ of the real models on fake tensors (``lit_gpt5.memory_tracking``): no GPU needed
 
     python benchmarks/memory.py                  # the README's table (about 8 minutes on 2 cores)
     python benchmarks/memory.py --models gpt2    # a quick look
+    python benchmarks/memory.py --lora_only --json_out benchmarks/results/memory-lora.json   # LoRA, 9 rows
     python benchmarks/memory.py --cuda           # on a GPU: torch.cuda.max_memory_allocated() of real steps too
 
 Prints a table (GiB per device) with the relative error of each estimate, the worst one last, and writes the rows as
@@ -143,12 +144,20 @@ def main() -> None:
     parser.add_argument(
         "--lora_models", nargs="*", default=list(MODELS[1:]), help="LoRA rows (ranks 8 and 64; 8 with wte adapted)"
     )
+    parser.add_argument(
+        "--lora_only",
+        action="store_true",
+        help="only the LoRA rows at micro-batch 8 with training's chunked loss, no checkpointing (~10 min)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cuda", action="store_true", help="also measure real steps on this machine's GPU")
     parser.add_argument("--json_out", default="memory.json")
     args = parser.parse_args()
     print(describe_machine()["line"])
     rows = grid(args.models, args.fsdp_models, args.lora_models)
+    if args.lora_only:
+        rows = [r for r in rows if r["lora_r"] and r["micro_batch_size"] == 8 and r["loss_chunk_size"]
+                and not r["activation_checkpointing"]]  # fmt: skip
     start = time.perf_counter()
     # T=512 x 8 and T=1024 x 4 are one tracked step; the biggest models first, so no slow row ends up alone at the end.
     unique: dict[tuple, dict] = {}
