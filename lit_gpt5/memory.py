@@ -164,7 +164,7 @@ def estimate(
         # logits, their float32 copy, the float32 log-softmax saved for backward; in backward two float32 gradients
         # of (B x T x V) exist next to the saved log-softmax: 12 bytes per logit at the start of the backward pass.
         logits = 12 * t * v
-        logits_kept = 4 * t * v  # (an adapted head's low-rank logits, added in place of the float32 copy: measured)
+        logits_kept = 4 * t * v  # an adapted head keeps no more (tracked: its low-rank logits are transient)
     else:
         # d(loss)/dW (float32) and d(loss)/dh, computed in the forward pass and held for backward; while a chunk is
         # processed, the output matrix in the compute dtype, and the chunk's logits, their float32 copy (log_softmax
