@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument(
         "--lora_only",
         action="store_true",
-        help="only the LoRA rows at micro-batch 8 with training's chunked loss, no checkpointing (~10 min)",
+        help="only the LoRA rows at micro-batch 8 with training's chunked loss, no checkpointing (~3 min)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cuda", action="store_true", help="also measure real steps on this machine's GPU")
