@@ -28,6 +28,18 @@ EMBEDDING = "wte"
 ALL_TARGETS = (*TARGETS, EMBEDDING)
 
 
+def _adapter_factory(weight: torch.Tensor) -> dict:
+    """Where and in what dtype a layer's adapters live: on its weight's device, in float32 (or float64) whatever
+    dtype the frozen weight is held in."""
+    dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else torch.float32
+    return {"device": weight.device, "dtype": dtype}
+
+
+def _children(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """(parent, name, child) for every submodule of ``model``, listed first so that children can be replaced."""
+    return [(module, name, child) for module in model.modules() for name, child in module.named_children()]
+
+
 class LoRALinear(nn.Linear):
     """An ``nn.Linear`` with a low-rank adapter: same ``weight`` and ``bias`` (frozen), plus ``lora_A``, ``lora_B``."""
 
@@ -39,9 +51,7 @@ class LoRALinear(nn.Linear):
         if self.bias is not None:
             self.bias.requires_grad_(False)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        # Adapters train in float32 (or float64), whatever the frozen weight is held in.
-        dtype = base.weight.dtype if base.weight.dtype in (torch.float32, torch.float64) else torch.float32
-        factory = {"device": base.weight.device, "dtype": dtype}
+        factory = _adapter_factory(base.weight)
         self.lora_A = nn.Parameter(torch.empty(r, self.in_features, **factory))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, **factory))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # PEFT's and the paper's initialisation
@@ -81,8 +91,7 @@ class LoRAEmbedding(nn.Embedding):
         self.weight = base.weight
         self.weight.requires_grad_(False)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        dtype = base.weight.dtype if base.weight.dtype in (torch.float32, torch.float64) else torch.float32
-        factory = {"device": base.weight.device, "dtype": dtype}
+        factory = _adapter_factory(base.weight)
         self.lora_A = nn.Parameter(torch.zeros(r, self.num_embeddings, **factory))
         self.lora_B = nn.Parameter(torch.empty(self.embedding_dim, r, **factory))
         nn.init.normal_(self.lora_B)  # PEFT's initialisation of an embedding adapter
@@ -157,21 +166,19 @@ def apply_lora(
     model.requires_grad_(False)
     replaced = 0
     embeddings = {}  # id of an adapted embedding's matrix -> its LoRAEmbedding, for the heads tied to it
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if child_name in targets and type(child) is nn.Linear:
-                setattr(module, child_name, LoRALinear(child, r, alpha, dropout))
-                replaced += 1
-            elif child_name in targets and type(child) is nn.Embedding:
-                embeddings[id(child.weight)] = adapted = LoRAEmbedding(child, r, alpha)
-                setattr(module, child_name, adapted)
-                replaced += 1
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if type(child) is nn.Linear and id(child.weight) in embeddings:
-                setattr(module, child_name, TiedLoRAHead(child, embeddings[id(child.weight)]))
+    for module, child_name, child in _children(model):
+        if child_name in targets and type(child) is nn.Linear:
+            setattr(module, child_name, LoRALinear(child, r, alpha, dropout))
+            replaced += 1
+        elif child_name in targets and type(child) is nn.Embedding:
+            embeddings[id(child.weight)] = adapted = LoRAEmbedding(child, r, alpha)
+            setattr(module, child_name, adapted)
+            replaced += 1
+    for module, child_name, child in _children(model):
+        if type(child) is nn.Linear and id(child.weight) in embeddings:
+            setattr(module, child_name, TiedLoRAHead(child, embeddings[id(child.weight)]))
     if not replaced:
-        raise UserError(f"no linear layer named {', '.join(targets)} to adapt in {type(model).__name__}")
+        raise UserError(f"no layer named {', '.join(targets)} to adapt in {type(model).__name__}")
     return model
 
 
@@ -180,26 +187,24 @@ def merge_lora(model: nn.Module) -> nn.Module:
     ``nn.Embedding``) layers back: the merged model computes what the adapted one did, with no adapter left; a head
     tied to an adapted embedding stays tied to the merged matrix. Returns ``model``."""
     merged_embeddings = {}  # LoRAEmbedding -> its merged matrix, for the heads tied to it
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, (LoRALinear, LoRAEmbedding)):
-                with torch.no_grad():
-                    merged = nn.Parameter((child.weight.float() + child.delta().float()).to(child.weight.dtype))
-                merged.requires_grad_(False)
-                if isinstance(child, LoRAEmbedding):
-                    plain = nn.Embedding(child.num_embeddings, child.embedding_dim, child.padding_idx, device="meta")
-                    merged_embeddings[child] = merged
-                else:
-                    plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
-                    plain.bias = child.bias
-                plain.weight = merged
-                setattr(module, child_name, plain)
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, TiedLoRAHead):
-                head = nn.Linear(child.in_features, child.out_features, bias=False, device="meta")
-                head.weight = merged_embeddings[child.embedding]
-                setattr(module, child_name, head)
+    for module, child_name, child in _children(model):
+        if isinstance(child, (LoRALinear, LoRAEmbedding)):
+            with torch.no_grad():
+                merged = nn.Parameter((child.weight.float() + child.delta().float()).to(child.weight.dtype))
+            merged.requires_grad_(False)
+            if isinstance(child, LoRAEmbedding):
+                plain = nn.Embedding(child.num_embeddings, child.embedding_dim, child.padding_idx, device="meta")
+                merged_embeddings[child] = merged
+            else:
+                plain = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+                plain.bias = child.bias
+            plain.weight = merged
+            setattr(module, child_name, plain)
+    for module, child_name, child in _children(model):
+        if isinstance(child, TiedLoRAHead):
+            head = nn.Linear(child.in_features, child.out_features, bias=False, device="meta")
+            head.weight = merged_embeddings[child.embedding]
+            setattr(module, child_name, head)
     return model
 
 

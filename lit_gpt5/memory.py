@@ -173,7 +173,7 @@ def estimate(
         chunk = min(loss_chunk_size, t)
         # An adapter on the tied embedding widens the output matrix by its rank (lit_gpt5.lora.TiedLoRAHead): the
         # widened float32 copy during the loss, whose d(loss)/dW is formed as in full tuning.
-        head = lora["r"] if lora and lora["head"] else 0
+        head = lora_r if lora and lora["head"] else 0
         width = c + head
         logits_kept = (4 * v * width if not lora or head else 0) + hidden * t * width  # frozen head: no d(loss)/dW
         weight_copy = compute * v * width if residual == 4 and compute == 2 else 0  # fp32 weights cast for matmul
@@ -235,7 +235,6 @@ def _lora_sizes(cfg: GPTConfig, r: int, targets: Sequence[str]) -> dict[str, int
         "r_per_token": r * len(adapted),
         "unadapted_inputs": sum(i // c for i, _ in unadapted),
         "head": head,
-        "r": r,
     }
 
 
