@@ -23,10 +23,10 @@ import argparse
 import csv
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -133,21 +133,24 @@ def main() -> None:
         args.out
         or REPO / "notebooks" / "results" / ("model5" if args.sampling == "random" else f"model5-{args.sampling}")
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
-            f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
-            f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false",
-        ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
-        command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
-        log = Path(tmp) / "run.log"
-        wall, rss = run(command, log)
-        log_dir = next(Path(tmp).glob("lightning_logs/version_*"))
-        shown = ["python", *command[1:]]
-        shown = [
-            a if not a.startswith("--trainer.default_root_dir") else "--trainer.default_root_dir=<dir>" for a in shown
-        ]
-        summary = write_results(out, log_dir, log.read_text(), shown, wall, rss)
+    # The run's own folder outlives the script (notebooks/runs/ is not committed), so that an error after an hour of
+    # training leaves its logs to read instead of losing them with a temporary folder.
+    work = REPO / "notebooks" / "runs" / out.name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tmp = str(work)
+    command = [
+        sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
+        f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
+        f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false",
+    ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
+    command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
+    log = Path(tmp) / "run.log"
+    wall, rss = run(command, log)
+    log_dir = next(Path(tmp).glob("lightning_logs/version_*"))
+    shown = ["python", *command[1:]]
+    shown = [a if not a.startswith("--trainer.default_root_dir") else "--trainer.default_root_dir=<dir>" for a in shown]
+    summary = write_results(out, log_dir, log.read_text(), shown, wall, rss)
     print(f"test loss by step: { {s: round(v, 3) for s, v in summary['val_loss'].items()} }")
     gap = summary["train_test_gap"]
     print(
