@@ -94,8 +94,11 @@ def one_run(book: str, sampler: str, seed: int, shared: Path, out: Path, runs: P
     val = dict(zip(*scalars["val/loss"], strict=True))
     coverage = dict(zip(*scalars.get("train/coverage", ([], [])), strict=True))
     train_loss = dict(zip(*scalars.get("train/loss", ([], [])), strict=True))
-    epochs = scalars["train/epochs"][1][-1]
-    tokens = scalars["train/tokens"][1][-1]
+    # train/tokens and train/epochs are logged every few steps, so their last values can be a step or two short of
+    # the end (498 of 500 batches with a log every 6 steps). Every batch is full, so the run's tokens are exactly
+    # steps x batch x block, and its passes are the last logged passes scaled by the same ratio.
+    tokens = steps * BATCH * BLOCK
+    epochs = scalars["train/epochs"][1][-1] * tokens / scalars["train/tokens"][1][-1]
 
     def nearest(table: dict, step: int):
         return table[min(table, key=lambda s: abs(s - step))] if table and step > 0 else None
