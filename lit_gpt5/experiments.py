@@ -44,25 +44,8 @@ def train(
     # A rerun of a run replaces it: its event files would otherwise sit beside the old run's, and reading the
     # directory back (read_scalars) would mix the two (an interrupted run's step 0 twice, an older run's steps).
     shutil.rmtree(Path(root) / name / f"seed{seed}", ignore_errors=True)
-    logger = TensorBoardLogger(save_dir=str(root), name=name, version=f"seed{seed}")
-    trainer = Trainer(
-        accelerator=accelerator,
-        precision=precision,
-        max_steps=max_steps,
-        val_check_interval=val_every * accumulate_grad_batches,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=-1,
-        accumulate_grad_batches=accumulate_grad_batches,
-        gradient_clip_val=1.0,
-        log_every_n_steps=max(1, val_every // 4),
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[CoverageMonitor(), *(callbacks or [])],
-    )
-    # Lightning's start-up advertisement, filtered for this fit only: a study runs many fits and a notebook would show
-    # it once per run.
+    # Lightning's start-up advertisement (logged while the Trainer is built), filtered for this fit only: a study runs
+    # many fits and a notebook would show it once per run.
     import logging
 
     from lit_gpt5.log import no_advert
@@ -70,6 +53,23 @@ def train(
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     lightning_log.addFilter(no_advert)
     try:
+        logger = TensorBoardLogger(save_dir=str(root), name=name, version=f"seed{seed}")
+        trainer = Trainer(
+            accelerator=accelerator,
+            precision=precision,
+            max_steps=max_steps,
+            val_check_interval=val_every * accumulate_grad_batches,
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=-1,
+            accumulate_grad_batches=accumulate_grad_batches,
+            gradient_clip_val=1.0,
+            log_every_n_steps=max(1, val_every // 4),
+            logger=logger,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[CoverageMonitor(), *(callbacks or [])],
+        )
         trainer.fit(module, datamodule=datamodule)
     finally:
         lightning_log.removeFilter(no_advert)
