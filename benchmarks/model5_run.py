@@ -138,16 +138,15 @@ def main() -> None:
     work = REPO / "notebooks" / "runs" / out.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    tmp = str(work)
     command = [
         sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
         f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
-        f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={work}", "--trainer.enable_progress_bar=false",
     ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
     command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
-    log = Path(tmp) / "run.log"
+    log = work / "run.log"
     wall, rss = run(command, log)
-    log_dir = next(Path(tmp).glob("lightning_logs/version_*"))
+    log_dir = next(work.glob("lightning_logs/version_*"))
     shown = ["python", *command[1:]]
     shown = [a if not a.startswith("--trainer.default_root_dir") else "--trainer.default_root_dir=<dir>" for a in shown]
     summary = write_results(out, log_dir, log.read_text(), shown, wall, rss)
