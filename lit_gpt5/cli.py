@@ -29,7 +29,7 @@ from lit_gpt5.compat import CheckpointArgumentsKept
 from lit_gpt5.errors import UserError
 from lit_gpt5.files import check_output_dir
 from lit_gpt5.lit_module import GPTLitModule
-from lit_gpt5.log import no_advert
+from lit_gpt5.log import LIGHTNING_RANK_ZERO, no_advert
 from lit_gpt5.precision import Trainer
 from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_data, settle_resumed_model
 from lit_gpt5.runtime import keep_freed_memory
@@ -109,7 +109,7 @@ def main(args: list[str] | None = None) -> None:
 
     # The datasets yield whole batches by a single gather; worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(no_advert)
+    logging.getLogger(LIGHTNING_RANK_ZERO).addFilter(no_advert)  # the whole CLI process
     keep_freed_memory()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # float32 runs use TF32 tensor cores (Ampere and newer)

@@ -44,15 +44,10 @@ def train(
     # A rerun of a run replaces it: its event files would otherwise sit beside the old run's, and reading the
     # directory back (read_scalars) would mix the two (an interrupted run's step 0 twice, an older run's steps).
     shutil.rmtree(Path(root) / name / f"seed{seed}", ignore_errors=True)
-    # Lightning's start-up advertisement (logged while the Trainer is built), filtered for this fit only: a study runs
-    # many fits and a notebook would show it once per run.
-    import logging
+    from lit_gpt5.log import without_advert
 
-    from lit_gpt5.log import no_advert
-
-    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    lightning_log.addFilter(no_advert)
-    try:
+    # Lightning's advertisement, filtered for this fit only: a study runs many fits, a notebook would show each.
+    with without_advert():
         logger = TensorBoardLogger(save_dir=str(root), name=name, version=f"seed{seed}")
         trainer = Trainer(
             accelerator=accelerator,
@@ -71,8 +66,6 @@ def train(
             callbacks=[CoverageMonitor(), *(callbacks or [])],
         )
         trainer.fit(module, datamodule=datamodule)
-    finally:
-        lightning_log.removeFilter(no_advert)
     return Path(logger.log_dir)
 
 

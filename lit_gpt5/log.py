@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 ROOT = "lit_gpt5"
 
@@ -58,3 +60,18 @@ def get_logger(name: str) -> logging.Logger:
 def no_advert(record) -> bool:
     """Drop the advertisement Lightning logs at every start: it would sit between the user and one-line errors."""
     return not str(record.msg).startswith("💡 Tip")
+
+
+# Where Lightning logs its rank-zero messages, the advertisement among them (a Lightning internal: named here only).
+LIGHTNING_RANK_ZERO = "lightning.pytorch.utilities.rank_zero"
+
+
+@contextmanager
+def without_advert() -> Iterator[None]:
+    """Lightning's advertisement filtered out for the enclosed code only (it is logged while a Trainer is built)."""
+    lightning_log = logging.getLogger(LIGHTNING_RANK_ZERO)
+    lightning_log.addFilter(no_advert)
+    try:
+        yield
+    finally:
+        lightning_log.removeFilter(no_advert)

@@ -27,13 +27,15 @@ def test_a_study_fit_shows_no_lightning_advertisement(tmp_path):
     time. The record must not reach a handler of Lightning's logger (the filter covers the Trainer's construction)."""
     import logging
 
+    from lit_gpt5.log import LIGHTNING_RANK_ZERO
+
     seen: list[str] = []
 
     class Collect(logging.Handler):
         def emit(self, record):
             seen.append(record.getMessage())
 
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero = logging.getLogger(LIGHTNING_RANK_ZERO)
     handler, level = Collect(), rank_zero.level
     rank_zero.addHandler(handler)
     rank_zero.setLevel(logging.INFO)
