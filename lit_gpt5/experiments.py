@@ -17,6 +17,7 @@ import torch
 
 from lit_gpt5.callbacks import CoverageMonitor
 from lit_gpt5.lit_module import GPTLitModule
+from lit_gpt5.log import without_advert
 from lit_gpt5.model import GPT
 from lit_gpt5.precision import Trainer
 
@@ -44,8 +45,6 @@ def train(
     # A rerun of a run replaces it: its event files would otherwise sit beside the old run's, and reading the
     # directory back (read_scalars) would mix the two (an interrupted run's step 0 twice, an older run's steps).
     shutil.rmtree(Path(root) / name / f"seed{seed}", ignore_errors=True)
-    from lit_gpt5.log import without_advert
-
     # Lightning's advertisement, filtered for this fit only: a study runs many fits, a notebook would show each.
     with without_advert():
         logger = TensorBoardLogger(save_dir=str(root), name=name, version=f"seed{seed}")
