@@ -17,8 +17,8 @@ import torch
 
 from lit_gpt5.data import split_tokens
 from lit_gpt5.data.gutenberg import load_book
-from lit_gpt5.experiments import bigram_loss
-from lit_gpt5.tokenizer import get_tokenizer
+from lit_gpt5.model.tokenizer import get_tokenizer
+from lit_gpt5.tools.studies import bigram_loss
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

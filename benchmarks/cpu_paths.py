@@ -39,13 +39,13 @@ DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
 
 
 def median_seconds(fn, repeats: int) -> float:
-    from lit_gpt5.experiments import median_seconds as median
+    from lit_gpt5.tools.studies import median_seconds as median
 
     return median(fn, repeats=repeats, warmup=2)
 
 
 def loss_rows(dtype: torch.dtype, rows: int | None, repeats: int) -> float:
-    from lit_gpt5.loss import linear_cross_entropy_sum
+    from lit_gpt5.model.loss import linear_cross_entropy_sum
 
     torch.manual_seed(0)
     weight = torch.randn(50257, 768, requires_grad=True)
@@ -62,7 +62,7 @@ def loss_rows(dtype: torch.dtype, rows: int | None, repeats: int) -> float:
 
 
 def adamw(fused: bool, repeats: int) -> float:
-    from lit_gpt5.model import GPT, GPTConfig
+    from lit_gpt5.model.gpt import GPT, GPTConfig
 
     model = GPT(GPTConfig.from_name("model5"))
     for p in model.parameters():
@@ -89,8 +89,8 @@ def attention(dtype: torch.dtype, fused: bool, repeats: int) -> float:
 
 STEP_PROBE = r"""
 import sys, time, statistics, torch
-from lit_gpt5.lit_module import GPTLitModule
-from lit_gpt5.runtime import keep_freed_memory
+from lit_gpt5.training.module import GPTLitModule
+from lit_gpt5.training.trainer import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
 dtype = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}[sys.argv[2]]
@@ -141,8 +141,8 @@ def main() -> None:
         argv = [a for a in sys.argv[1:] if a not in ("--emulate", "avx2")]
         os.execve(sys.executable, [sys.executable, __file__, *argv], {**os.environ, **AVX2_EMULATION})
 
-    from lit_gpt5.loss import CPU_SOFTMAX_ROWS
-    from lit_gpt5.precision import resolve_precision
+    from lit_gpt5.model.loss import CPU_SOFTMAX_ROWS
+    from lit_gpt5.training.trainer import resolve_precision
 
     machine = describe_machine()
     print(machine["line"])

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from lit_gpt5.experiments import forward_seconds, matmul_peak_flops, median_seconds, train_flops_per_token
-from lit_gpt5.model import GPT, GPTConfig
-from lit_gpt5.runtime import keep_freed_memory
+from lit_gpt5.model.gpt import GPT, GPTConfig
+from lit_gpt5.tools.studies import forward_seconds, matmul_peak_flops, median_seconds, train_flops_per_token
+from lit_gpt5.training.trainer import keep_freed_memory
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from lit_gpt5.convert import save_hf
-from lit_gpt5.generate import generate
-from lit_gpt5.model import GPT, GPTConfig
+from lit_gpt5.model.generate import generate
+from lit_gpt5.model.gpt import GPT, GPTConfig
+from lit_gpt5.weights.hf import save_hf
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

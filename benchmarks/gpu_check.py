@@ -8,7 +8,7 @@
    peak (A100 312, H100/H200 989 TFLOP/s, ...; measured matmul throughput where unknown).
 2. For a handful of fine-tuning settings (GPT-2 Medium and Large, T = 1024, with and without activation
    checkpointing, chunked and full-logits loss): one training step (forward, loss, backward, fused AdamW) of the real
-   model, ``torch.cuda.max_memory_allocated()`` against ``lit_gpt5.memory.estimate``. A setting that does not fit
+   model, ``torch.cuda.max_memory_allocated()`` against ``lit_gpt5.training.memory_estimate.estimate``. A setting that does not fit
    prints OOM next to its estimate.
 
 One table, also written as JSON. ``--dry_run`` does the same on the CPU with gpt-nano, a few steps and small settings,
@@ -65,7 +65,7 @@ def peak_flops(device: str) -> tuple[float, str]:
         for key, value in DOCUMENTED_BF16_PEAK.items():
             if key in name:
                 return value, f"{name}, documented bf16 dense"
-    from lit_gpt5.experiments import matmul_peak_flops
+    from lit_gpt5.tools.studies import matmul_peak_flops
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     return matmul_peak_flops(device, dtype), f"{device}, measured matmul"
@@ -73,8 +73,8 @@ def peak_flops(device: str) -> tuple[float, str]:
 
 def model5_speed(args, device: str) -> dict:
     from lit_gpt5.data import GutenbergDataModule, TokenWindowDataModule
-    from lit_gpt5.lit_module import GPTLitModule
-    from lit_gpt5.precision import Trainer
+    from lit_gpt5.training.module import GPTLitModule
+    from lit_gpt5.training.trainer import Trainer
 
     name, batch, block = ("gpt-nano", 4, 64) if args.dry_run else ("model5", 16, 256)
     L.seed_everything(1337, verbose=False)
@@ -111,7 +111,7 @@ def model5_speed(args, device: str) -> dict:
 
 def cuda_step_peak(model: str, batch: int, block: int, checkpointing: bool, chunk: int) -> int:
     """max_memory_allocated() of one bf16-autocast training step of the real model on random tokens."""
-    from lit_gpt5.model import GPT, GPTConfig
+    from lit_gpt5.model.gpt import GPT, GPTConfig
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -134,7 +134,7 @@ def cuda_step_peak(model: str, batch: int, block: int, checkpointing: bool, chun
 
 
 def memory_rows(args, device: str) -> list[dict]:
-    from lit_gpt5.memory import GiB, estimate
+    from lit_gpt5.training.memory_estimate import GiB, estimate
 
     rows = []
     for model, batch, checkpointing, chunk in DRY_SETTINGS if args.dry_run else SETTINGS:
@@ -146,7 +146,7 @@ def memory_rows(args, device: str) -> list[dict]:
             except torch.OutOfMemoryError:
                 measured, how = None, "OOM"
         else:
-            from lit_gpt5.memory_tracking import tracked_peak
+            from lit_gpt5.training.memory_tracking import tracked_peak
 
             measured = tracked_peak(model, block, batch, "bf16-mixed", checkpointing, chunk)
             how = "tracked on fake tensors (dry run)"

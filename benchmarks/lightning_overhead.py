@@ -48,9 +48,8 @@ class Batches(L.LightningDataModule):
 
 
 def main() -> None:
-    from lit_gpt5.lit_module import GPTLitModule
-    from lit_gpt5.precision import resolve_precision
-    from lit_gpt5.runtime import keep_freed_memory
+    from lit_gpt5.training.module import GPTLitModule
+    from lit_gpt5.training.trainer import keep_freed_memory, resolve_precision
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gpt-micro")

@@ -1,5 +1,5 @@
-"""The memory estimator (``lit_gpt5.memory.estimate``) against PyTorch's memory tracker following real training steps
-of the real models on fake tensors (``lit_gpt5.memory_tracking``): no GPU needed.
+"""The memory estimator (``lit_gpt5.training.memory_estimate.estimate``) against PyTorch's memory tracker following real training steps
+of the real models on fake tensors (``lit_gpt5.training.memory_tracking``): no GPU needed.
 
     python benchmarks/memory.py                  # the README's table (about 8 minutes on 2 cores)
     python benchmarks/memory.py --models gpt2    # a quick look
@@ -21,9 +21,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from lit_gpt5.lora import EMBEDDING, TARGETS
-from lit_gpt5.memory import estimate
-from lit_gpt5.memory_tracking import tracked_peak
+from lit_gpt5.model.lora import EMBEDDING, TARGETS
+from lit_gpt5.training.memory_estimate import estimate
+from lit_gpt5.training.memory_tracking import tracked_peak
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -50,8 +50,8 @@ def cuda_peak(row: dict) -> int | None:
     """torch.cuda.max_memory_allocated() of a real second training step on this machine's GPU (single device)."""
     import torch
 
-    from lit_gpt5.memory_tracking import _GPTWithLoss
-    from lit_gpt5.model import GPT, GPTConfig
+    from lit_gpt5.model.gpt import GPT, GPTConfig
+    from lit_gpt5.training.memory_tracking import _GPTWithLoss
 
     if row["strategy"] != "ddp" or not torch.cuda.is_available():
         return None

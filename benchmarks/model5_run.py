@@ -53,7 +53,7 @@ def samples(log_text: str) -> list[tuple[int, str]]:
 
 
 def write_results(out: Path, log_dir: Path, log_text: str, command: list[str], wall: float, rss: float) -> dict:
-    from lit_gpt5.experiments import read_scalars
+    from lit_gpt5.tools.studies import read_scalars
 
     scalars = read_scalars(log_dir)
     # train/loss is logged before the optimizer step's update, at the step count before it (99 for the 100th step):

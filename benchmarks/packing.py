@@ -84,7 +84,7 @@ def padding_share(batch) -> float:
 
 
 def time_steps(module, batch_list, pairs: bool, device: str) -> list[float]:
-    from lit_gpt5.dpo import dpo_loss, sequence_logps
+    from lit_gpt5.tuning.dpo import dpo_loss, sequence_logps
 
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5, fused=True)
     times = []
@@ -115,8 +115,8 @@ def time_steps(module, batch_list, pairs: bool, device: str) -> list[float]:
 def main() -> None:
     from lit_gpt5.data.instructions import SFTDataset
     from lit_gpt5.data.preferences import PreferenceDataset
-    from lit_gpt5.model import GPT, GPTConfig
-    from lit_gpt5.tokenizer import get_tokenizer
+    from lit_gpt5.model.gpt import GPT, GPTConfig
+    from lit_gpt5.model.tokenizer import get_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text_path", required=True, help="Gulliver's Travels (for the built-in set)")

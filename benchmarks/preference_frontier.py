@@ -7,7 +7,7 @@ The DPO paper's first experiment, on the three shared books and a 2-core CPU:
 1. **base**: gpt-micro (4 layers of 128) pretrained on the three books together (the multi-book data module;
    500 steps of 16 x 256, precision ``auto``): the reference pi_ref and every run's starting point.
 2. **reward and pairs** (``lit-gpt5 reward pairs``): the known reward is "reads like Gulliver's Travels rather than
-   Pride and Prejudice or Frankenstein" (``lit_gpt5.known_reward``); 1,200 prompts of 16 tokens from the books'
+   Pride and Prejudice or Frankenstein" (``lit_gpt5.tuning.rewards``); 1,200 prompts of 16 tokens from the books'
    training parts (400 per book), 4 continuations of 32 tokens sampled from the base for each, the best and the worst
    by reward a pair; 96 held-out prompts (32 per book) from the books' held-out parts.
 3. **runs**: DPO at beta 0.05, 0.1, 0.2 and 0.5, IPO at 0.1, cDPO (label smoothing 0.2) at 0.1, and RLOO at KL
@@ -15,7 +15,7 @@ The DPO paper's first experiment, on the three shared books and a 2-core CPU:
    8 prompts x 4 samples a step), learning rate 1e-4 after 10 warm-up steps; seeds 0, 1 and 2 each (the seed sets
    the order of the pairs or prompts and the samples RLOO draws; the base and the pairs are the same for every run).
 4. **evaluation**: each final policy's mean known reward and KL(pi || pi_ref) per token on 4 fixed-seed samples of
-   each held-out prompt (``lit_gpt5.rollouts.evaluate_policy``), and the base's own (KL 0).
+   each held-out prompt (``lit_gpt5.tuning.rollouts.evaluate_policy``), and the base's own (KL 0).
 
 Results, appended as each run finishes (runs already in ``frontier.csv`` are skipped):
 ``notebooks/results/preference/setup.json`` (the reward's held-out accuracy, the pairs, the base's loss),
@@ -84,10 +84,10 @@ def base(shared: Path, work: Path, out: Path, steps: int) -> Path:
     ckpt = work / "base.ckpt"
     if ckpt.exists():
         return ckpt
-    from lit_gpt5.checkpoints import save_checkpoint
     from lit_gpt5.data import GutenbergDataModule
-    from lit_gpt5.experiments import read_scalars, train
-    from lit_gpt5.lit_module import GPTLitModule
+    from lit_gpt5.tools.studies import read_scalars, train
+    from lit_gpt5.training.module import GPTLitModule
+    from lit_gpt5.weights.checkpoints import save_checkpoint
 
     start = time.perf_counter()
     module = GPTLitModule(model_name="gpt-micro", dropout=0.1, learning_rate=2e-3, min_lr=1e-4, warmup_steps=20)
@@ -109,11 +109,11 @@ def pairs(shared: Path, work: Path, out: Path, ckpt: Path) -> Path:
     folder = work / "pairs"
     if (folder / "reward.json").exists():
         return folder
-    from lit_gpt5.reward_cli import main as reward
+    from lit_gpt5.commands.reward import main as reward
 
     books = [str(shared / "data" / "gutenberg" / b) for b in BOOKS]
     reward(["pairs", "--ckpt", str(ckpt), "--text_paths", *books, "--target", TARGET, "--out", str(folder)])
-    from lit_gpt5.reward_cli import info
+    from lit_gpt5.commands.reward import info
 
     accuracy = info(argparse.Namespace(text_paths=books, book_ids=[], target=TARGET, val_fraction=0.1,
                                        max_new_tokens=32, cache_dir=None))  # fmt: skip
@@ -126,11 +126,11 @@ def pairs(shared: Path, work: Path, out: Path, ckpt: Path) -> Path:
 
 
 def evaluate(policy, ckpt: Path, folder: Path) -> dict:
-    from lit_gpt5.checkpoints import frozen_model
     from lit_gpt5.data.records import read_json_records
     from lit_gpt5.data.rollout_prompts import normalize_prompt
-    from lit_gpt5.known_reward import load_reward
-    from lit_gpt5.rollouts import evaluate_policy
+    from lit_gpt5.tuning.rewards import load_reward
+    from lit_gpt5.tuning.rollouts import evaluate_policy
+    from lit_gpt5.weights.checkpoints import frozen_model
 
     prompts = [r["prompt_ids"] for r in read_json_records(folder / "eval_prompts.jsonl", normalize_prompt)]
     reference = frozen_model(ckpt)
@@ -143,9 +143,9 @@ def shown(policy, folder: Path, n: int = 6) -> list[dict]:
 
     from lit_gpt5.data.records import read_json_records
     from lit_gpt5.data.rollout_prompts import normalize_prompt
-    from lit_gpt5.known_reward import load_reward
-    from lit_gpt5.rollouts import rollout_seed, sample_continuations
-    from lit_gpt5.tokenizer import get_tokenizer
+    from lit_gpt5.model.tokenizer import get_tokenizer
+    from lit_gpt5.tuning.rewards import load_reward
+    from lit_gpt5.tuning.rollouts import rollout_seed, sample_continuations
 
     records = read_json_records(folder / "eval_prompts.jsonl", normalize_prompt)
     per_book: dict[str, list[dict]] = {}
@@ -162,14 +162,14 @@ def shown(policy, folder: Path, n: int = 6) -> list[dict]:
 
 def one_run(method: str, beta: float, seed: int, work: Path, out: Path, steps: int | None) -> None:
     """Train one run from the base and append its point of the frontier (called in a process of its own)."""
-    from lit_gpt5.experiments import read_scalars, train
+    from lit_gpt5.tools.studies import read_scalars, train
 
     ckpt, folder = work / "base.ckpt", work / "pairs"
     loss_type, smoothing, _ = METHODS[method]
     start = time.perf_counter()
     if method == "rloo":
         from lit_gpt5.data.rollout_prompts import PromptDataModule
-        from lit_gpt5.rloo import RLOOLitModule
+        from lit_gpt5.tuning.rloo import RLOOLitModule
 
         steps = steps or RLOO_STEPS
         module = RLOOLitModule(init_from=str(ckpt), reward=str(folder / "reward.json"), kl_coef=beta,
@@ -179,7 +179,7 @@ def one_run(method: str, beta: float, seed: int, work: Path, out: Path, steps: i
                                 seed=seed)  # fmt: skip
     else:
         from lit_gpt5.data.preferences import PreferenceDataModule
-        from lit_gpt5.dpo import DPOLitModule
+        from lit_gpt5.tuning.dpo import DPOLitModule
 
         steps = steps or DPO_STEPS
         module = DPOLitModule(init_from=str(ckpt), beta=beta, loss_type=loss_type, label_smoothing=smoothing,
@@ -225,7 +225,7 @@ def main() -> None:
     ckpt = base(shared, work, out, args.base_steps)
     folder = pairs(shared, work, out, ckpt)
     if ("reference", 0.0, 0) not in done(out):
-        from lit_gpt5.checkpoints import frozen_model
+        from lit_gpt5.weights.checkpoints import frozen_model
 
         policy = frozen_model(ckpt)
         point = evaluate(policy, ckpt, folder)

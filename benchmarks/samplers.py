@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from lit_gpt5.data import GutenbergDataModule
-from lit_gpt5.data.samplers import SAMPLINGS
+from lit_gpt5.data.starts import SAMPLINGS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -72,8 +72,8 @@ def one_run(book: str, sampler: str, seed: int, shared: Path, out: Path, runs: P
     import torch
 
     from lit_gpt5.data import GutenbergDataModule
-    from lit_gpt5.experiments import read_scalars, train
-    from lit_gpt5.lit_module import GPTLitModule
+    from lit_gpt5.tools.studies import read_scalars, train
+    from lit_gpt5.training.module import GPTLitModule
 
     torch.manual_seed(seed)
     module = GPTLitModule(model_name=MODEL, dropout=0.1, learning_rate=2e-3, min_lr=1e-4, warmup_steps=20)

@@ -53,7 +53,7 @@ def peak_rss_of(cmd: list[str], cwd: Path) -> tuple[float, float]:
 def main() -> None:
     from lit_gpt5.data import GutenbergDataModule, TokenWindowDataModule
     from lit_gpt5.data.store_build import build, sources
-    from lit_gpt5.tokenizer import get_tokenizer
+    from lit_gpt5.model.tokenizer import get_tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=str(HERE.parent.parent / "shared"))

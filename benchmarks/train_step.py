@@ -35,9 +35,9 @@ from _machine import describe_machine  # noqa: E402
 def main() -> None:
     import transformers
 
-    from lit_gpt5.convert import config_to_hf
-    from lit_gpt5.lit_module import GPTLitModule
-    from lit_gpt5.runtime import keep_freed_memory
+    from lit_gpt5.training.module import GPTLitModule
+    from lit_gpt5.training.trainer import keep_freed_memory
+    from lit_gpt5.weights.hf import config_to_hf
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gpt2")
@@ -56,7 +56,7 @@ def main() -> None:
     machine = describe_machine()
     print(machine["line"])
     if args.precision == "auto":
-        from lit_gpt5.precision import resolve_precision
+        from lit_gpt5.training.trainer import resolve_precision
 
         resolved, _ = resolve_precision("auto", args.device)
         args.precision = "bf16" if resolved.startswith("bf16") else "32"

@@ -15,11 +15,11 @@ import re
 import sys
 from pathlib import Path
 
-from lit_gpt5.checkpoints import load_model, tuning_template
 from lit_gpt5.data.gulliver import GulliverInstructDataModule
-from lit_gpt5.generate import generate_batch
-from lit_gpt5.prompts import format_prompt
-from lit_gpt5.tokenizer import get_tokenizer
+from lit_gpt5.model.generate import generate_batch
+from lit_gpt5.model.prompts import format_prompt
+from lit_gpt5.model.tokenizer import get_tokenizer
+from lit_gpt5.weights.checkpoints import load_model, tuning_template
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

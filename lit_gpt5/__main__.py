@@ -1,5 +1,7 @@
 """``lit-gpt5 <command> ...`` (installed by pip) and ``python -m lit_gpt5 <command> ...``: one entry point for every
-command of the project. Each ``python -m lit_gpt5.<module>`` command works on its own as well."""
+command of the project. ``fit``, ``validate``, ``test`` and ``predict`` are the LightningCLI (``lit_gpt5.cli``); every
+other command is a module of ``lit_gpt5.commands``, which also runs on its own (``python -m
+lit_gpt5.commands.memory``)."""
 
 from __future__ import annotations
 
@@ -14,24 +16,12 @@ COMMANDS = {
     "validate": ("lit_gpt5.cli", True, "held-out loss of a checkpoint"),
     "test": ("lit_gpt5.cli", True, "test loss of a checkpoint"),
     "predict": ("lit_gpt5.cli", True, "LightningCLI predict"),
-    "generate": ("lit_gpt5.generate", False, "generate text from a checkpoint or a Hugging Face directory"),
-    "convert": ("lit_gpt5.convert", False, "weights to and from Hugging Face GPT-2 directories"),
-    "sft": (
-        "lit_gpt5.sft",
-        False,
-        "instruction and preference data: show what the loss sees, export the built-in sets",
-    ),
-    "memory": ("lit_gpt5.memory", False, "estimate the GPU memory of a training run before starting it"),
-    "reward": (
-        "lit_gpt5.reward_cli",
-        False,
-        "the known-reward experiment: reward accuracy, preference pairs, a policy's reward and KL",
-    ),
-    "data": (
-        "lit_gpt5.data.store_build",
-        False,
-        "token stores: build one (books, text files, JSONL, Parquet), or inspect it",
-    ),
+    "generate": ("lit_gpt5.commands.generate", False, "generate text from a checkpoint or a Hugging Face directory"),
+    "convert": ("lit_gpt5.commands.convert", False, "weights to and from Hugging Face GPT-2 and PEFT directories"),
+    "sft": ("lit_gpt5.commands.sft", False, "instruction and preference data: what the loss sees, the built-in sets"),
+    "memory": ("lit_gpt5.commands.memory", False, "estimate the GPU memory of a training run before starting it"),
+    "reward": ("lit_gpt5.commands.reward", False, "the known-reward experiment: pairs, a policy's reward and KL"),
+    "data": ("lit_gpt5.commands.data", False, "token stores: build one (books, text files, JSONL, Parquet) or inspect"),
 }
 
 

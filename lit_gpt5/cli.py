@@ -5,34 +5,94 @@ arguments of the configured data module and LightningModule directly. A ``--conf
 (``data: {class_path: ...}``, ``model: {class_path: ...}``), which is how instruction and preference tuning swap in
 their own. The standard callbacks are always there, each with its own config section, so a config states only what
 differs: ``checkpoint`` (best by val/loss), ``last_checkpoint`` (resumable ``last.ckpt``), ``sampler`` (text
-samples), ``throughput`` (tokens/s); plus the step progress bar and the coverage monitor.
+samples), ``throughput`` (tokens/s); plus the step progress bar and the coverage monitor. Resuming with
+``--ckpt_path`` is ``lit_gpt5.resume``'s.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from importlib import resources
 
 import lightning as L
-from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from lit_gpt5.callbacks import CoverageMonitor, StepProgressBar, TextSampler, TokenThroughput
-from lit_gpt5.checkpointing import AtomicCheckpointIO, BestCheckpoint, ResumableCheckpoint
-from lit_gpt5.checkpoints import check_checkpoint
-from lit_gpt5.cli_parser import ArgumentParser
 from lit_gpt5.compat import CheckpointArgumentsKept
 from lit_gpt5.errors import UserError
 from lit_gpt5.files import check_output_dir
-from lit_gpt5.lit_module import GPTLitModule
-from lit_gpt5.log import LIGHTNING_RANK_ZERO, no_advert
-from lit_gpt5.precision import Trainer
-from lit_gpt5.resume import checkpoint_defaults, local_checkpoint, settle_resumed_data, settle_resumed_model
-from lit_gpt5.runtime import keep_freed_memory
+from lit_gpt5.log import LIGHTNING_RANK_ZERO, no_advert, to_console
+from lit_gpt5.resume.arguments import resume_arguments
+from lit_gpt5.resume.last_checkpoint import ResumableCheckpoint
+from lit_gpt5.training.callbacks import BestCheckpoint, CoverageMonitor, StepProgressBar, TextSampler, TokenThroughput
+from lit_gpt5.training.trainer import Trainer, keep_freed_memory
+from lit_gpt5.weights.checkpoint_io import AtomicCheckpointIO
+
+_KEY = re.compile(r'Parser key "([^"]+)"')
+_EXPECTED = re.compile(r"Expected a (.+?)\. Got value: (.*)$", re.MULTILINE)
+_NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
+_SUBCOMMAND_OPTION = re.compile(r"Subcommand '([^']+)' does not accept option '([^']+)'")
+_CLASS_PATH = re.compile(r"Problem with given class_path '([^']+)'")
+
+
+def _allowed(typename: str) -> str:
+    """jsonargparse's type name as a reader says it: 'one of "tail", "interleaved"', 'an integer', ..."""
+    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", typename)
+    if literal:
+        return f"one of {literal.group(1)}"
+    plain = re.fullmatch(r"<class '([\w.]+)'>", typename)
+    name = plain.group(1) if plain else typename.replace("typing.", "")
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(name, name)
+
+
+def one_line(message: str, prog: str) -> str:
+    """jsonargparse's (multi-line, nested) error message as one line naming the argument, the value and the fix."""
+    keys = [k for k in _KEY.findall(message) if k != "config"]
+    flag = "--" + ".".join(keys) if keys else None
+    help_hint = f"see {prog} --help"
+    if m := _SUBCOMMAND_OPTION.search(message):
+        return f"--{m.group(2)} is not an argument of {m.group(1)}; {help_hint}"
+    if m := _NOT_ACCEPTED.search(message):
+        owner = _CLASS_PATH.search(message)
+        where = f" of {owner.group(1)}" if owner else ""
+        return f"{flag + '.' if flag else '--'}{m.group(1)} is not an argument{where}; {help_hint}"
+    if m := _EXPECTED.search(message):
+        return f"{flag or 'an argument'}: expected {_allowed(m.group(1))}, got {m.group(2).strip()!r}; {help_hint}"
+    if message.startswith('Parser key "config":'):
+        return "--config: " + " ".join(message.split(":", 1)[1].split())
+    if message.startswith("Unexpected config"):
+        return (
+            "a --config file must hold a YAML mapping of sections (trainer:, model:, data:, ...), got: "
+            + " ".join(message.split(":", 1)[1].split())[:80]
+        )
+    if message.startswith("Problems parsing config"):
+        return "a --config file is not valid YAML: " + " ".join(message.split(":", 1)[1].split())
+    return " ".join(message.split())
+
+
+class CLIParser(LightningArgumentParser):
+    """LightningCLI's parser, with one-line errors (raised as ``UserError``, printed by ``run_main``): a bad argument
+    is one line that names it, the value given and what is allowed, instead of jsonargparse's usage text (60 lines)
+    with the problem at the end. (``lit_gpt5.commands.arguments.CommandParser`` does the same for the other
+    commands.)"""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse's own inner parsers: they catch and combine these
+            return super().error(message, ex)
+        raise UserError(one_line(message, self.prog.replace(" [options]", "")))
+
+    def parse_args(self, *args, **kwargs):
+        try:
+            return super().parse_args(*args, **kwargs)
+        except UnicodeDecodeError as err:  # a binary --config file
+            raise UserError(
+                f"a --config file is not text (YAML): {err.reason} at byte {err.start}; pass a YAML file"
+            ) from None
+
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Sections of the config that configure the standard callbacks: name -> class.
@@ -46,8 +106,9 @@ STANDARD_CALLBACKS = {
 
 class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
     """LightningCLI with the project's standard callbacks, atomic checkpoint files, and resuming that honours the
-    arguments given with ``--ckpt_path`` (``lit_gpt5.resume``, called from ``parse_arguments``; Lightning's own
-    merge of the checkpoint's arguments is turned off by ``CheckpointArgumentsKept``)."""
+    arguments given with ``--ckpt_path`` (``lit_gpt5.resume.arguments.resume_arguments``, called from
+    ``parse_arguments``; Lightning's own merge of the checkpoint's arguments is turned off by
+    ``CheckpointArgumentsKept``)."""
 
     def add_arguments_to_parser(self, parser) -> None:
         for name, cls in STANDARD_CALLBACKS.items():
@@ -60,25 +121,7 @@ class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
             check_output_dir(
                 self.config.fit.trainer.get("default_root_dir") or os.getcwd(), "--trainer.default_root_dir"
             )
-        ckpt_path = local_checkpoint(self.config[subcommand].get("ckpt_path")) if subcommand else None
-        if ckpt_path is None or isinstance(args, dict | Namespace):
-            return
-        # A bad --ckpt_path is found here, before Lightning creates the run's log directory, as one line.
-        ckpt = check_checkpoint(ckpt_path, resuming=subcommand == "fit")
-        # Parse again on top of the checkpoint's model arguments: those given in a config or on the command line win.
-        self.config = parser.parse_args(
-            args, namespace=checkpoint_defaults(ckpt, subcommand, self.config[subcommand].model)
-        )
-        config = self.config[subcommand]
-        config.model = settle_resumed_model(config.model, ckpt, ckpt_path)
-        if subcommand == "fit":
-            settle_resumed_data(config.data, config.trainer, ckpt, ckpt_path)
-            max_steps, done = config.trainer.get("max_steps"), ckpt.get("global_step", 0)
-            if max_steps is not None and 0 <= max_steps <= done:
-                raise UserError(
-                    f"--ckpt_path {ckpt_path} is at step {done} and --trainer.max_steps is {max_steps}: nothing is "
-                    "left to train; raise --trainer.max_steps to continue the run, or evaluate it with validate or test"
-                )
+        self.config = resume_arguments(parser, args, self.config, subcommand)
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -110,6 +153,7 @@ def main(args: list[str] | None = None) -> None:
     # The datasets yield whole batches by a single gather; worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     logging.getLogger(LIGHTNING_RANK_ZERO).addFilter(no_advert)  # the whole CLI process
+    to_console()  # a program: the package's messages on its console, whatever logging a caller configured
     keep_freed_memory()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # float32 runs use TF32 tensor cores (Ampere and newer)
@@ -120,7 +164,9 @@ def main(args: list[str] | None = None) -> None:
         args = None
     prog = "lit-gpt5" if os.path.basename(sys.argv[0]) == "lit-gpt5" else "python -m lit_gpt5.cli"
     GPT5CLI(
-        GPTLitModule,
+        # Any LightningModule and data module, by class_path: GPTLitModule and GutenbergDataModule by default
+        # (cli_defaults.yaml); DPOLitModule and RLOOLitModule compose the same parts, they do not subclass it.
+        L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
@@ -128,7 +174,7 @@ def main(args: list[str] | None = None) -> None:
         parser_kwargs={"prog": prog, **{cmd: {"default_config_files": [defaults]} for cmd in SUBCOMMANDS}},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_class=ArgumentParser,
+        parser_class=CLIParser,
         args=args,
     )
     # Lightning leaves the process group of a multi-process run open; torn down at interpreter exit instead, gloo's

@@ -23,17 +23,21 @@ class CheckpointArgumentsKept:
     """A LightningCLI mixin that turns off ``LightningCLI._parse_ckpt_path``.
 
     Lightning's private hook overwrites every ``--model.*`` argument with the checkpoint's hyperparameters when
-    ``--ckpt_path`` is given, so a resumed run would silently ignore a new learning rate. ``lit_gpt5.resume`` does
-    that merge itself, with the command line winning (called from ``GPT5CLI.parse_arguments``)."""
+    ``--ckpt_path`` is given, so a resumed run would silently ignore a new learning rate. ``lit_gpt5.resume.arguments``
+    does that merge itself, with the command line winning (called from ``GPT5CLI.parse_arguments``)."""
 
     def _parse_ckpt_path(self) -> None:
         return None
 
 
 def lightning_precision_type():
-    """The type of ``Trainer(precision=...)``: every value Lightning accepts (its private ``_PRECISION_INPUT``)."""
-    from lightning.fabric.connector import _PRECISION_INPUT
-
+    """The type of ``Trainer(precision=...)``: every value Lightning accepts (its private ``_PRECISION_INPUT``). A
+    Lightning that moved it still imports and runs: the type is then any string or number (Lightning checks the value
+    itself), and ``tests/test_compat.py`` fails to say it moved."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT
+    except ImportError:
+        return str | int
     return _PRECISION_INPUT
 
 
@@ -77,7 +81,7 @@ def align_accumulation_window(checkpoint: dict, accumulate: int) -> bool:
     run saved with another accumulation or another number of ranks (3 micro-batches per rank after 3 steps on 2 ranks)
     and resumed with 2 micro-batches a step would take its first optimizer step after one micro-batch: half a
     gradient. Rounding the counters down starts the resumed run on a whole accumulation window (the batch stream
-    itself is positioned by ``lit_gpt5.data.streams``, not by these counters). Returns whether anything changed."""
+    itself is positioned by ``lit_gpt5.resume.state.RunState``, not by these counters). Returns whether anything changed."""
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
     if progress is None:
         return False

@@ -6,7 +6,7 @@ to do), with a non-zero exit and no traceback. Set ``LIT_GPT5_DEBUG=1`` to see t
 
 from __future__ import annotations
 
-import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -23,11 +23,39 @@ class UserError(Exception):
     exit_code = 2
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a bad argument reported like every other user error: one line naming it, exit status 2."""
+class NonFiniteLossError(UserError):
+    """The loss or the gradient became NaN or infinite; the update was not applied.
 
-    def error(self, message: str):  # type: ignore[override]
-        raise UserError(f"{message}; see {self.prog} --help")
+    ``resume_point`` is filled in by whoever knows where the run was last saved (the last-checkpoint callback).
+    """
+
+    def __init__(self, what: str, step: int) -> None:
+        super().__init__(what, step)
+        self.what, self.step = what, step
+        self.resume_point: str | None = None
+
+    def __str__(self) -> str:
+        where = self.resume_point or "no checkpoint callback is configured, so nothing was saved"
+        return (
+            f"{self.what} at step {self.step}: stopped before the update; {where}; resume from it with a lower "
+            "--model.learning_rate, or pass --model.on_nonfinite skip"
+        )
+
+
+def os_error_message(err: OSError, what: str = "write") -> str:
+    """An ``OSError`` on a path as one line: what failed, where, and what to do about it."""
+    path = err.filename or "a file"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space or choose a folder on another disk"
+    elif err.errno == errno.EROFS:
+        fix = "it is on a read-only file system: choose a writable folder"
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        fix = "you may not write there: choose a writable folder or fix its permissions"
+    elif err.errno in (errno.ENOTDIR, errno.EEXIST):
+        fix = "a file stands where a folder is needed (or the other way round): choose another path"
+    else:
+        fix = "check the path and the disk"
+    return f"cannot {what} {path}: {err.strerror or err}; {fix}"
 
 
 def debug_enabled() -> bool:
@@ -36,7 +64,11 @@ def debug_enabled() -> bool:
 
 def run_main(main: Callable[[], T]) -> T:
     """Run a command's ``main``: a ``UserError`` (or a Lightning configuration error) becomes one line on stderr and
-    exit code 2; a stop by SIGTERM exits with 143, as a killed process does, so a job scheduler sees it stopped."""
+    exit code 2; a stop by SIGTERM exits with 143, as a killed process does, so a job scheduler sees it stopped. A
+    command is a program: the package's messages go to its console (``lit_gpt5.log.to_console``)."""
+    from lit_gpt5.log import to_console
+
+    to_console()
     try:
         return main()
     except SystemExit as err:
@@ -64,8 +96,6 @@ def run_main(main: Callable[[], T]) -> T:
             cause = _find(err, (OSError,))
             if cause is None or not cause.filename or debug_enabled():
                 raise
-            from lit_gpt5.files import os_error_message
-
             print(f"error: {os_error_message(cause, 'use')}", file=sys.stderr)
             raise SystemExit(2) from None
         if debug_enabled():
@@ -83,3 +113,9 @@ def _find(err: BaseException | None, types: tuple[type, ...]) -> BaseException |
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def __getattr__(name: str) -> object:  # names of 0.1 that moved (lit_gpt5.old_paths)
+    from lit_gpt5.old_paths import moved_names
+
+    return moved_names(__name__)(name)

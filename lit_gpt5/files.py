@@ -4,13 +4,14 @@ the one place where a file-system error on an output becomes a one-line message 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from lit_gpt5.errors import UserError
 
 
 @contextlib.contextmanager
@@ -53,8 +54,6 @@ def current_umask() -> int:
 def read_input(path: str | os.PathLike, what: str, flag: str) -> bytes:
     """The bytes of a file the user named with ``flag``; a one-line error if it is missing, a directory or
     unreadable."""
-    from lit_gpt5.errors import UserError
-
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"{what} {path} does not exist; check {flag}")
@@ -104,29 +103,11 @@ def not_utf8_message(source: str, data: bytes, offset: int) -> str:
     )
 
 
-def os_error_message(err: OSError, what: str = "write") -> str:
-    """An ``OSError`` on a path as one line: what failed, where, and what to do about it."""
-    path = err.filename or "a file"
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "free some space or choose a folder on another disk"
-    elif err.errno == errno.EROFS:
-        fix = "it is on a read-only file system: choose a writable folder"
-    elif err.errno in (errno.EACCES, errno.EPERM):
-        fix = "you may not write there: choose a writable folder or fix its permissions"
-    elif err.errno in (errno.ENOTDIR, errno.EEXIST):
-        fix = "a file stands where a folder is needed (or the other way round): choose another path"
-    else:
-        fix = "check the path and the disk"
-    return f"cannot {what} {path}: {err.strerror or err}; {fix}"
-
-
 def check_output_dir(path: str | os.PathLike, flag: str, shown: str | os.PathLike | None = None) -> Path:
     """``path`` as a folder outputs can be written to, checked before anything is written (and nothing created):
     a one-line error naming ``flag`` (and ``shown``, the value given, when it is a file in ``path``) if a part of it
     is a file, or the folder (or its nearest existing parent) is not writable. The folder itself is created by
     whoever writes into it."""
-    from lit_gpt5.errors import UserError
-
     path = Path(path).expanduser()
     target = Path(shown).expanduser() if shown is not None else path
     existing = path
@@ -162,3 +143,9 @@ def read_once(path: Path) -> bytes:
     if key not in _STREAMS:
         _STREAMS[key] = path.read_bytes()
     return _STREAMS[key]
+
+
+def __getattr__(name: str) -> object:  # names of 0.1 that moved (lit_gpt5.old_paths)
+    from lit_gpt5.old_paths import moved_names
+
+    return moved_names(__name__)(name)

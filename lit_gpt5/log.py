@@ -9,9 +9,12 @@ any library::
     logging.getLogger("lit_gpt5").disabled = True                 # nothing
     logging.getLogger("lit_gpt5").propagate = True                # also to your own handlers (root logger)
 
-The console handler belongs to the ``lit_gpt5`` logger alone (as Lightning's belongs to ``lightning``): nothing is
-set on the root logger or on any other library's. Commands (``lit-gpt5 ...``) still print their own results
-(``print``): that output is what they exist for.
+The console handler belongs to the ``lit_gpt5`` logger alone, and only when the program has configured no logging of
+its own, exactly as Lightning does for ``lightning.pytorch``: with a handler on the root logger (``logging.basicConfig``
+called first) the messages propagate there instead. Nothing is set on the root logger or on any other library's.
+The commands (``lit-gpt5 ...``, ``python -m lit_gpt5.cli``) are programs, not a library: they always show the
+package's messages on the console (``to_console``), and print their own results (``print``): that output is what they
+exist for.
 """
 
 from __future__ import annotations
@@ -37,15 +40,24 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def _configure() -> logging.Logger:
+def to_console() -> logging.Logger:
+    """Write the package's messages to the console with our own handler (and not also to the root logger's). What a
+    command does at its start; idempotent."""
     logger = logging.getLogger(ROOT)
-    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):  # idempotent on re-import
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
         handler = _ConsoleHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    logger.propagate = False
     return logger
+
+
+def _configure() -> None:
+    logging.getLogger(ROOT).setLevel(logging.INFO)
+    # As Lightning (lightning/pytorch/__init__.py): a console handler of our own only when the root logger has none,
+    # so a program that configured logging gets our messages through its own handlers, formatted its own way.
+    if not logging.getLogger().hasHandlers():
+        to_console()
 
 
 _configure()

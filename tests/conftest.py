@@ -24,6 +24,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BOOK_REL = Path("data/gutenberg/829-0.txt")
 RANKS_REL = Path("assets/gpt2.tiktoken")
+# Per-test limits (pytest-timeout), unless a test sets its own with @pytest.mark.timeout(N): a fast-tier test that
+# hangs or starts training for real fails here instead of stalling the inner loop; a slow one gets room for its runs.
+FAST_TIMEOUT, SLOW_TIMEOUT = 60, 600
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT if item.get_closest_marker("slow") else FAST_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +61,19 @@ def book_tokens(book_text: str):
     import torch
 
     from lit_gpt5.data.gutenberg import clean_gutenberg
-    from lit_gpt5.tokenizer import get_tokenizer
+    from lit_gpt5.model.tokenizer import get_tokenizer
 
     return torch.tensor(get_tokenizer().encode_ordinary(clean_gutenberg(book_text)), dtype=torch.int32)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def messages_on_the_console() -> None:
+    """The package's messages on stdout/stderr, as in a plain Python process. pytest configures the root logger
+    before the package is imported, so without this they would propagate to pytest's handlers instead (the rule
+    ``lit_gpt5.log`` follows, tested in a process of its own by ``tests/test_log.py``)."""
+    from lit_gpt5.log import to_console
+
+    to_console()
 
 
 @pytest.fixture(autouse=True)

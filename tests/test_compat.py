@@ -221,7 +221,7 @@ def test_fake_tensors_trackers_and_the_fake_process_group_exist():
 
 
 def test_the_gpt2_split_pattern_tokenizes_as_gpt2():
-    from lit_gpt5.tokenizer import get_tokenizer
+    from lit_gpt5.model.tokenizer import get_tokenizer
 
     assert isinstance(compat.r50k_split_pattern(), str)
     assert get_tokenizer().encode("Hello world, it's 2026!") == [15496, 995, 11, 340, 338, 1160, 2075, 0]

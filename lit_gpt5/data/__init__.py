@@ -1,31 +1,37 @@
 """Data: token windows of books for pretraining, instruction records for tuning, and the batch-stream contract both
-follow.
+follow. This package's names (below) are the data API other projects import: ``from lit_gpt5.data import
+GutenbergDataModule``.
 
 ==================  ==========================================================================================
 ``streams``         the index-addressed batch-stream contract (ranks, workers, resume) and evaluation batches
-``samplers``        where training windows start: ``random``, ``shuffled`` or ``sequential``
-``windows``         the token split, ``RandomWindowDataset``, validation windows, ``TokenWindowDataModule``
+``starts``          where training windows start (``--data.sampling``): ``random``, ``shuffled``, ``sequential``
+``segments``        the one split of a document (``split_bounds``); token segments in memory, windows read from them
+``windows``         ``RandomWindowDataset``, validation windows, the token split
+``window_module``   ``TokenWindowDataModule``: windows of any token tensors, or of a token store
 ``gutenberg``       Project Gutenberg downloads, the verified cache, header and licence stripping
-``books``           ``BookSource``, the token cache, ``GutenbergDataModule``
+``book_module``     ``BookSource``, the token cache, ``GutenbergDataModule``
+``store``           a token store on disk: reading it (``TokenStore``, windows by ``pread``)
+``store_build``     building a token store (``lit-gpt5 data build``)
 ``protocols``       what the package reads from a data module or record data set, as ``typing.Protocol``
 ``records``         JSON/JSONL record files: validated reading, the held-out split by hash, atomic writing
-``batching``        batches of examples of different lengths: one padding, bucketed shuffled epochs
-``record_module``   ``RecordDataModule``: the shared base of the instruction and preference data modules
+``batching``        batches of examples of different lengths: padding, packing, bucketed shuffled epochs
+``record_module``   ``RecordDataModule``: the shared base of the instruction, preference and prompt data modules
 ``instructions``    instruction records, ``SFTDataset`` (response-only labels), ``SFTDataModule``
 ``preferences``     preference pairs, ``PreferenceDataset``, ``PreferenceDataModule``
+``rollout_prompts`` prompts for on-policy RL, ``PromptDataset``, ``PromptDataModule``
 ``gulliver``        the built-in instruction and preference sets derived from Gulliver's Travels
 ==================  ==========================================================================================
 """
 
-from lit_gpt5.data.books import BookSource, GutenbergDataModule, tokenize_cached
+from lit_gpt5.data.book_module import BookSource, GutenbergDataModule, tokenize_cached
 from lit_gpt5.data.protocols import HeldOutSets, RecordDataset, TrainingData, WindowData
-from lit_gpt5.data.samplers import SAMPLINGS, Sampling
+from lit_gpt5.data.starts import SAMPLINGS, Sampling
 from lit_gpt5.data.streams import EvalBatches, IndexedBatchStream, batch_loader, trainer_position, worker_shard
-from lit_gpt5.data.windows import RandomWindowDataset, TokenWindowDataModule, split_tokens, validation_windows
-from lit_gpt5.loss import IGNORE_INDEX
+from lit_gpt5.data.window_module import TokenWindowDataModule
+from lit_gpt5.data.windows import RandomWindowDataset, split_tokens, validation_windows
+from lit_gpt5.old_paths import moved_names
 
 __all__ = [
-    "IGNORE_INDEX",
     "SAMPLINGS",
     "BookSource",
     "EvalBatches",
@@ -45,3 +51,5 @@ __all__ = [
     "validation_windows",
     "worker_shard",
 ]
+
+__getattr__ = moved_names(__name__)  # 0.1's `from lit_gpt5.data import IGNORE_INDEX`

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from lit_gpt5.data.streams import EvalBatches, IndexedBatchStream, check_positive
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import IGNORE_INDEX
+from lit_gpt5.model.loss import IGNORE_INDEX
 
 
 def pad_rows(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from lit_gpt5.data.books import BookSource
+from lit_gpt5.data.book_module import BookSource
 from lit_gpt5.data.instructions import SFTDataModule, as_dicts, normalize_record
 from lit_gpt5.data.preferences import PreferenceDataModule, as_pair_dicts, normalize_pair
 from lit_gpt5.data.records import write_jsonl

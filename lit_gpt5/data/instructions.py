@@ -19,8 +19,8 @@ from lit_gpt5.data.batching import collate, pack_rows
 from lit_gpt5.data.record_module import RecordDataModule
 from lit_gpt5.data.records import read_json_records
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import IGNORE_INDEX
-from lit_gpt5.prompts import check_template, format_prompt
+from lit_gpt5.model.loss import IGNORE_INDEX
+from lit_gpt5.model.prompts import check_template, format_prompt
 
 Record = tuple[str, str, str]  # (instruction, input, response)
 
@@ -140,11 +140,11 @@ class SFTDataset(Dataset):
     Args:
         records: dicts in Alpaca (``instruction``, optional ``input``, ``output``), Dolly (``instruction``,
             ``context``, ``response``) or ``prompt``/``response`` form.
-        tokenizer: a tiktoken ``Encoding`` (``lit_gpt5.tokenizer.get_tokenizer()``).
+        tokenizer: a tiktoken ``Encoding`` (``lit_gpt5.model.tokenizer.get_tokenizer()``).
         max_length: longest example in tokens. A longer one loses the start of its prompt first; only if the
             response and ``<|endoftext|>`` alone do not fit is the response cut (from its end). An example with no
             supervised token left is dropped and counted in ``stats.dropped``.
-        template: a name in ``lit_gpt5.prompts.TEMPLATES`` or a format string with ``{instruction}`` (and ``{input}``).
+        template: a name in ``lit_gpt5.model.prompts.TEMPLATES`` or a format string with ``{instruction}`` (and ``{input}``).
         mask_prompt: labels -100 on the prompt (the default, and the point); False supervises the prompt too, for
             comparing the two.
     """

@@ -19,7 +19,7 @@ from lit_gpt5.data.instructions import encode_response, example, fit_to_length, 
 from lit_gpt5.data.record_module import RecordDataModule
 from lit_gpt5.data.records import read_json_records
 from lit_gpt5.errors import UserError
-from lit_gpt5.prompts import check_template, format_prompt
+from lit_gpt5.model.prompts import check_template, format_prompt
 
 Pair = tuple[str, str, str, str]  # (instruction, input, chosen, rejected)
 
@@ -82,12 +82,12 @@ class PreferenceDataset(Dataset):
 
     Args:
         records: dicts with ``prompt`` (or ``instruction`` and optional ``input``), ``chosen`` and ``rejected``.
-        tokenizer: a tiktoken ``Encoding`` (``lit_gpt5.tokenizer.get_tokenizer()``).
+        tokenizer: a tiktoken ``Encoding`` (``lit_gpt5.model.tokenizer.get_tokenizer()``).
         max_length: longest side in tokens. The shared prompt loses its start first, so that the longer response
             fits; only a response that cannot fit alone is cut (from its end). A pair with a side left with nothing
             to supervise is dropped and counted in ``stats.dropped``; one whose two sides are the same tokens
             (chosen = rejected, or both empty) teaches nothing and is dropped and counted in ``stats.degenerate``.
-        template: a name in ``lit_gpt5.prompts.TEMPLATES`` or a format string, as for instruction tuning.
+        template: a name in ``lit_gpt5.model.prompts.TEMPLATES`` or a format string, as for instruction tuning.
     """
 
     def __init__(self, records: Sequence[dict], tokenizer, max_length: int, template: str = "alpaca") -> None:
@@ -159,7 +159,7 @@ def collate_pairs(items: Sequence[dict], pad_id: int = 50256) -> tuple[torch.Ten
 
 
 class PreferenceDataModule(RecordDataModule):
-    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.dpo.DPOLitModule``: a sibling of ``SFTDataModule``
+    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.tuning.dpo.DPOLitModule``: a sibling of ``SFTDataModule``
     on ``RecordDataModule``, with pairs for records. ``batch_size`` counts pairs: each forward runs 2 x batch_size
     sequences; ``max_length`` bounds each side.
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from lit_gpt5.data.samplers import WindowSampler
+from lit_gpt5.data.starts import WindowStarts
 
 
 @runtime_checkable
@@ -42,7 +42,7 @@ class WindowData(TrainingData, HeldOutSets, Protocol):
     """Windows of token tensors (``TokenWindowDataModule`` and its subclasses)."""
 
     @property
-    def window_sampler(self) -> WindowSampler:
+    def window_starts(self) -> WindowStarts:
         """Where training windows start: replayed by ``CoverageMonitor`` to know which tokens were seen."""
         ...
 

@@ -22,16 +22,11 @@ from torch.utils.data import DataLoader
 from lit_gpt5.data.batching import SFTBatches, eval_batches
 from lit_gpt5.data.protocols import RecordDataset
 from lit_gpt5.data.records import split_by_hash
-from lit_gpt5.data.streams import (
-    batch_loader,
-    check_fraction,
-    check_positive,
-    global_batches_trained,
-    trainer_position,
-)
+from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
-from lit_gpt5.prompts import check_template
+from lit_gpt5.model.prompts import check_template
+from lit_gpt5.resume.state import global_batches_trained
 
 log = get_logger(__name__)
 
@@ -46,7 +41,7 @@ class RecordDataModule(L.LightningDataModule):
         max_length: longest example (or side of a pair) in tokens; at most the model's positions (GPT-2: 1024).
         batch_size: records per micro-batch (per device).
         val_batch_size: records per validation batch; defaults to ``batch_size``.
-        template: prompt template name (see ``lit_gpt5.prompts.TEMPLATES``) or a format string.
+        template: prompt template name (see ``lit_gpt5.model.prompts.TEMPLATES``) or a format string.
         bucket_by_length: batch records of similar length together, which wastes far less compute on padding.
         num_workers: DataLoader worker processes.
         seed: seed of the shuffling and of the held-out choice.
@@ -127,7 +122,7 @@ class RecordDataModule(L.LightningDataModule):
         self.train_set, self.val_set = self._datasets()
 
     def _datasets(self) -> tuple[RecordDataset, RecordDataset]:
-        from lit_gpt5.tokenizer import get_tokenizer
+        from lit_gpt5.model.tokenizer import get_tokenizer
 
         train, val = self.load_records()
         tokenizer = get_tokenizer()

@@ -1,4 +1,4 @@
-"""Prompts for on-policy preference tuning (``lit_gpt5.rloo``): the policy samples its own continuations of them.
+"""Prompts for on-policy preference tuning (``lit_gpt5.tuning.rloo``): the policy samples its own continuations of them.
 
 Records are JSON or JSONL: ``{"prompt_ids": [token ids]}`` (exact: what ``lit-gpt5 reward pairs`` writes) or
 ``{"prompt": "text"}`` (tokenized with the GPT-2 BPE, ``encode_ordinary``); other fields (``book``) are kept for
@@ -92,7 +92,7 @@ def unpad(prompts: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
 
 
 class PromptDataModule(RecordDataModule):
-    """Prompts from JSON or JSONL files, for ``lit_gpt5.rloo.RLOOLitModule``: a sibling of ``SFTDataModule`` and
+    """Prompts from JSON or JSONL files, for ``lit_gpt5.tuning.rloo.RLOOLitModule``: a sibling of ``SFTDataModule`` and
     ``PreferenceDataModule`` on ``RecordDataModule``. ``batch_size`` counts prompts (the module samples several
     continuations of each); ``max_length`` bounds a prompt.
 

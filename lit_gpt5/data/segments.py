@@ -1,7 +1,7 @@
 """Token segments: the training (or held-out) parts of documents, one after the other, and windows read from them.
 
-A window never crosses a segment's end. Global positions count through the segments in order (what the samplers of
-``lit_gpt5.data.samplers`` draw), so the same positions give the same windows whether the tokens sit in memory
+A window never crosses a segment's end. Global positions count through the segments in order (what the window starts of
+``lit_gpt5.data.starts`` draw), so the same positions give the same windows whether the tokens sit in memory
 (``TensorSegments``) or in a token store on disk (``lit_gpt5.data.store.StoreSegments``, read with ``pread``: a
 process's memory does not grow with the corpus).
 """
@@ -84,7 +84,7 @@ def segment_windows(segments: Segments, block_size: int) -> list[tuple[int, int]
 
 def window_rows(segments: Segments, windows: Sequence[tuple[int, int]], block_size: int) -> tuple[torch.Tensor, ...]:
     """``(x, y)`` of validation windows: a segment's last window is shorter, its padding targets -100."""
-    from lit_gpt5.loss import IGNORE_INDEX
+    from lit_gpt5.model.loss import IGNORE_INDEX
 
     x = torch.zeros((len(windows), block_size), dtype=torch.long)
     y = torch.full((len(windows), block_size), IGNORE_INDEX, dtype=torch.long)

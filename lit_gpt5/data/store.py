@@ -53,7 +53,7 @@ class Document:
 
 def tokenizer_identity() -> dict:
     """The tokenizer a store is built with, as the manifest records it."""
-    from lit_gpt5.tokenizer import RANKS_SHA256, get_tokenizer
+    from lit_gpt5.model.tokenizer import RANKS_SHA256, get_tokenizer
 
     tokenizer = get_tokenizer()
     return {"tokenizer": tokenizer.name, "tokenizer_sha256": RANKS_SHA256, "vocab_size": tokenizer.n_vocab}

@@ -1,8 +1,5 @@
-"""``lit-gpt5 data build``: tokenize documents once into a token store (``lit_gpt5.data.store``), or add to one.
-
-    lit-gpt5 data build --out store/ --book_ids 829 1342 84
-    lit-gpt5 data build --out store/ --text_paths my_book.txt --folders texts/ --jsonl corpus.jsonl
-    lit-gpt5 data info store/
+"""Building a token store (``lit_gpt5.data.store``): tokenize documents once into it, or add to one. The command is
+``lit-gpt5 data build`` (``lit_gpt5.commands.data``).
 
 Sources: Project Gutenberg books by id (downloaded, cached and cleaned as for training), text files, folders of
 ``*.txt`` files, and JSONL or Parquet files of texts (a ``text`` field or column; ``--text_field``). Documents already
@@ -18,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +31,7 @@ from lit_gpt5.data.store import (
     token_dtype,
     tokenizer_identity,
 )
-from lit_gpt5.errors import ArgumentParser, UserError
+from lit_gpt5.errors import UserError
 from lit_gpt5.files import atomic_path, check_output_dir, sha256_file, write_bytes_atomic
 from lit_gpt5.log import get_logger
 
@@ -193,7 +189,7 @@ def write_tokens(path: Path, tokens: np.ndarray) -> None:
 def _build(out: Path, documents: Iterator[Source], workers: int, shard_tokens: int, progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from lit_gpt5.tokenizer import get_tokenizer
+    from lit_gpt5.model.tokenizer import get_tokenizer
 
     with _Lock(out):
         manifest = read_manifest(out)
@@ -276,50 +272,7 @@ def _build(out: Path, documents: Iterator[Source], workers: int, shard_tokens: i
     return manifest
 
 
-def info(path: str | os.PathLike) -> str:
-    from lit_gpt5.data.store import TokenStore
+def __getattr__(name: str) -> object:  # 0.1's `lit_gpt5.data.store_build.main` (lit_gpt5.old_paths)
+    from lit_gpt5.old_paths import moved_names
 
-    store = TokenStore(path)
-    by_source: dict[str, list[int]] = {}
-    for doc in store.documents:
-        by_source.setdefault(doc.source, []).append(doc.length)
-    lines = [f"{store.path}: {len(store.documents)} documents, {sum(sum(v) for v in by_source.values()):,} tokens in "
-             f"{len(store.manifest['shards'])} shards ({store.manifest['tokenizer']}, {store.dtype})"]  # fmt: skip
-    lines += [f"  {name}: {len(v)} documents, {sum(v):,} tokens" for name, v in sorted(by_source.items())]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="lit-gpt5 data", description="Token stores: build one, or look inside one.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
-    build_p = sub.add_parser("build", help="tokenize documents into a store (or add new ones to it)")
-    build_p.add_argument("--out", required=True, help="the store's folder (created if missing)")
-    build_p.add_argument("--book_ids", type=int, nargs="*", default=[], help="Project Gutenberg book ids")
-    build_p.add_argument("--text_paths", nargs="*", default=[], help="text files (UTF-8)")
-    build_p.add_argument("--folders", nargs="*", default=[], help="folders of *.txt files (one source each)")
-    build_p.add_argument("--jsonl", nargs="*", default=[], help="JSONL files, one document per line")
-    build_p.add_argument("--parquet", nargs="*", default=[], help="Parquet files, one document per row")
-    build_p.add_argument("--text_field", default="text", help="the JSONL field / Parquet column holding the text")
-    build_p.add_argument("--cache_dir", default=None, help="where Gutenberg downloads are cached")
-    build_p.add_argument("--workers", type=int, default=None, help="tokenizer threads (default: every core)")
-    build_p.add_argument("--shard_tokens", type=int, default=64 * 2**20, help="tokens per shard")
-    info_p = sub.add_parser("info", help="what a store holds")
-    info_p.add_argument("store")
-    args = parser.parse_args(argv)
-    if args.command == "info":
-        print(info(args.store))
-        return
-    if not (args.book_ids or args.text_paths or args.folders or args.jsonl or args.parquet):
-        raise UserError("nothing to build from: give --book_ids, --text_paths, --folders, --jsonl or --parquet")
-    if args.shard_tokens <= 0 or (args.workers is not None and args.workers <= 0):
-        raise UserError("--shard_tokens and --workers must be positive")
-    docs = sources(args.book_ids, args.text_paths, args.folders, args.jsonl, args.parquet, args.text_field,
-                   args.cache_dir)  # fmt: skip
-    build(args.out, docs, args.workers, args.shard_tokens, progress=sys.stderr.isatty())
-    print(info(args.out))
-
-
-if __name__ == "__main__":
-    from lit_gpt5.errors import run_main
-
-    run_main(main)
+    return moved_names(__name__)(name)

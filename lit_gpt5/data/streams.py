@@ -8,7 +8,8 @@ Training streams are *index-addressed*: batch ``g`` of the run (its global index
   times as many steps;
 * the loader yields the same sequence whatever the number of workers;
 * a resumed run continues the stream exactly after the ``G`` global batches already trained, whatever its number of
-  ranks or its accumulation: a run saved with 2 ranks and resumed with 1 neither repeats nor skips a batch.
+  ranks or its accumulation: a run saved with 2 ranks and resumed with 1 neither repeats nor skips a batch. ``G`` is
+  the run state's answer (``lit_gpt5.resume.state.global_batches_trained``).
 
 Evaluation batches are the opposite: a fixed, finite list, each item scored exactly once across ranks and workers.
 """
@@ -23,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lit_gpt5.errors import UserError
+from lit_gpt5.resume.state import micro_batches_trained
 
 
 def check_positive(**values: int) -> None:
@@ -47,34 +49,12 @@ def trainer_position(trainer: L.Trainer | None) -> tuple[int, int, int]:
     """(rank, world size, micro-batches already trained) of a run: where a rank's batch stream starts or resumes.
 
     Resuming restores ``global_step``; the micro-batches behind those optimizer steps are skipped, so the stream
-    continues exactly (Lightning's own bookkeeping would replay or skip one batch of an endless iterable).
+    continues exactly (Lightning's own bookkeeping would replay or skip one batch of an endless iterable). Where the
+    run stands is the run state's answer (``lit_gpt5.resume.state``).
     """
     if trainer is None:
         return 0, 1, 0
     return trainer.global_rank, trainer.world_size, micro_batches_trained(trainer)
-
-
-def global_batches_trained(trainer: L.Trainer | None) -> int:
-    """Global batches (all ranks together) the run has trained before the current optimizer step.
-
-    ``global_step x accumulate_grad_batches x world_size``, counted from where a resumed run's checkpoint left off: a
-    LightningModule that restores ``resumed_at = (global_step, global_batches)`` from its checkpoint (as
-    ``GPTLitModule`` does) lets a run resumed with another accumulation or another number of ranks continue the very
-    same stream."""
-    if trainer is None:
-        return 0
-    per_step = trainer.accumulate_grad_batches * trainer.world_size
-    resumed_at = getattr(trainer.lightning_module, "resumed_at", None)
-    if resumed_at is None:
-        return trainer.global_step * per_step
-    step, done = resumed_at
-    return done + (trainer.global_step - step) * per_step
-
-
-def micro_batches_trained(trainer: L.Trainer) -> int:
-    """Micro-batches this rank has trained before the current optimizer step (``global_batches_trained`` over the
-    ranks; exact unless the number of ranks changed on resume)."""
-    return global_batches_trained(trainer) // trainer.world_size
 
 
 def batch_loader(dataset: IterableDataset, num_workers: int) -> DataLoader:

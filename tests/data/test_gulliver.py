@@ -27,8 +27,8 @@ def test_gulliver_instruction_set(book_text, isolated_cache, book_path):
 def test_gulliver_preference_pairs(book_text, book_path, tmp_path):
     import json
 
+    from lit_gpt5.commands.sft import main
     from lit_gpt5.data.gulliver import GulliverPreferenceDataModule, gulliver_preferences
-    from lit_gpt5.sft import main
 
     text = clean_gutenberg(book_text)
     pairs = gulliver_preferences(text)

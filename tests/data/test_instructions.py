@@ -7,9 +7,9 @@ import torch
 from lit_gpt5.data.batching import SFTBatches, collate
 from lit_gpt5.data.instructions import SFTDataModule, SFTDataset, read_records
 from lit_gpt5.errors import UserError
-from lit_gpt5.loss import IGNORE_INDEX
-from lit_gpt5.prompts import format_prompt
-from lit_gpt5.tokenizer import EOT, get_tokenizer
+from lit_gpt5.model.loss import IGNORE_INDEX
+from lit_gpt5.model.prompts import format_prompt
+from lit_gpt5.model.tokenizer import EOT, get_tokenizer
 from tests.helpers import write_jsonl
 
 TOK = get_tokenizer()

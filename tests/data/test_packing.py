@@ -8,9 +8,9 @@ import torch
 from lit_gpt5.data.batching import SFTBatches, collate, pack_first_fit
 from lit_gpt5.data.instructions import SFTDataset
 from lit_gpt5.data.preferences import PreferenceDataset, collate_pairs
-from lit_gpt5.dpo import sequence_logps
-from lit_gpt5.model import GPT, GPTConfig
-from lit_gpt5.tokenizer import get_tokenizer
+from lit_gpt5.model.gpt import GPT, GPTConfig
+from lit_gpt5.model.tokenizer import get_tokenizer
+from lit_gpt5.tuning.dpo import sequence_logps
 
 TOK = get_tokenizer()
 CFG = GPTConfig(block_size=128, n_layer=2, n_head=2, n_embd=16)

@@ -17,7 +17,7 @@ from lit_gpt5.data.gulliver import GulliverInstructDataModule, GulliverPreferenc
 from lit_gpt5.data.instructions import SFTDataModule, SFTDataset
 from lit_gpt5.data.preferences import PreferenceDataModule, PreferenceDataset
 from lit_gpt5.data.record_module import RecordDataModule
-from lit_gpt5.tokenizer import get_tokenizer
+from lit_gpt5.model.tokenizer import get_tokenizer
 
 
 def test_window_modules_satisfy_window_data(book_path):
@@ -27,7 +27,7 @@ def test_window_modules_satisfy_window_data(book_path):
     books.setup("fit")
     for dm in (tokens, books):
         assert isinstance(dm, WindowData) and isinstance(dm, TrainingData) and isinstance(dm, HeldOutSets)
-        assert dm.window_sampler.block_size == dm.block_size
+        assert dm.window_starts.block_size == dm.block_size
 
 
 def test_record_modules_are_siblings_and_satisfy_training_data(book_path):

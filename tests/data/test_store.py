@@ -50,7 +50,7 @@ def test_three_books_per_source_validation_and_weights(books, tmp_path):
     dm.setup("fit")
     assert sorted(dm.val_set_names) == ["1342-0", "829-0", "84-0"] and len(dm.val_dataloader()) == 3
     stream = dm.train_dataset()
-    starts = torch.cat([stream.sampler.starts(i) for i in range(40)])
+    starts = torch.cat([stream.window_starts.starts(i) for i in range(40)])
     seg = torch.searchsorted(dm.train_segments.offsets, starts, right=True) - 1
     picked = [dm.segment_sources[int(s)] for s in seg]
     share = picked.count("84-0") / len(picked)

@@ -4,14 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lit_gpt5.data import (
-    IGNORE_INDEX,
-    RandomWindowDataset,
-    TokenWindowDataModule,
-    split_tokens,
-    validation_windows,
-)
+from lit_gpt5.data import RandomWindowDataset, TokenWindowDataModule, split_tokens, validation_windows
 from lit_gpt5.errors import UserError
+from lit_gpt5.model.loss import IGNORE_INDEX
 
 # Tokens equal to their own positions: a window's values say exactly where in the text it was cut from.
 POSITIONS = torch.arange(10_000)
