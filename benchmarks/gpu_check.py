@@ -8,8 +8,8 @@
    peak (A100 312, H100/H200 989 TFLOP/s, ...; measured matmul throughput where unknown).
 2. For a handful of fine-tuning settings (GPT-2 Medium and Large, T = 1024, with and without activation
    checkpointing, chunked and full-logits loss): one training step (forward, loss, backward, fused AdamW) of the real
-   model, ``torch.cuda.max_memory_allocated()`` against ``lit_gpt5.training.memory_estimate.estimate``. A setting that does not fit
-   prints OOM next to its estimate.
+   model, ``torch.cuda.max_memory_allocated()`` against ``lit_gpt5.training.memory_estimate.estimate``. A setting
+   that does not fit prints OOM next to its estimate.
 
 One table, also written as JSON. ``--dry_run`` does the same on the CPU with gpt-nano, a few steps and small settings,
 the "allocated" figure coming from PyTorch's memory tracker on fake tensors (no CUDA allocator there): it checks the

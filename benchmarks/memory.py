@@ -1,5 +1,5 @@
-"""The memory estimator (``lit_gpt5.training.memory_estimate.estimate``) against PyTorch's memory tracker following real training steps
-of the real models on fake tensors (``lit_gpt5.training.memory_tracking``): no GPU needed.
+"""The memory estimator (``lit_gpt5.training.memory_estimate.estimate``) against PyTorch's memory tracker following
+real training steps of the real models on fake tensors (``lit_gpt5.training.memory_tracking``): no GPU needed.
 
     python benchmarks/memory.py                  # the README's table (about 8 minutes on 2 cores)
     python benchmarks/memory.py --models gpt2    # a quick look

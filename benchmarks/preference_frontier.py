@@ -27,9 +27,7 @@ reads them. Checkpoints and pairs stay in ``--work`` (the pairs hold passages of
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
+from _study import Study, append  # noqa: E402
 
 REPO = HERE.parent
 OUT = REPO / "notebooks" / "results" / "preference"
@@ -62,21 +61,9 @@ def grid() -> list[tuple[str, float, int]]:
     return [(m, beta, seed) for seed in SEEDS for m, (_, _, betas) in METHODS.items() for beta in betas]
 
 
-def append(path: Path, header: list[str], rows: list[dict]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
-def done(out: Path) -> set[tuple[str, float, int]]:
-    path = out / "frontier.csv"
-    if not path.exists():
-        return set()
-    with open(path) as f:
-        return {(r["method"], float(r["beta"]), int(r["seed"])) for r in csv.DictReader(f)}
+def study(out: Path) -> Study:
+    """The study's runs, keyed by (method, beta, seed); a run is done when its point is in ``frontier.csv``."""
+    return Study(Path(__file__), out / "frontier.csv", ("method", "beta", "seed"), (str, float, int))
 
 
 def base(shared: Path, work: Path, out: Path, steps: int) -> Path:
@@ -218,13 +205,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     if args.only:
-        method, beta, seed = args.only.split(":")
-        one_run(method, float(beta), int(seed), work, out, args.steps)
+        method, beta, seed = study(out).parse(args.only)
+        one_run(method, beta, seed, work, out, args.steps)
         return
     print(describe_machine()["line"])
     ckpt = base(shared, work, out, args.base_steps)
     folder = pairs(shared, work, out, ckpt)
-    if ("reference", 0.0, 0) not in done(out):
+    if ("reference", 0.0, 0) not in study(out).done():
         from lit_gpt5.weights.checkpoints import frozen_model
 
         policy = frozen_model(ckpt)
@@ -235,16 +222,8 @@ def main() -> None:
         append(out / "frontier.csv", FRONTIER, [{"method": "reference", "beta": 0.0, "seed": 0, "steps": 0,
                "reward": f"{point['reward']:.6f}", "reward_sem": f"{point['reward_sem']:.6f}", "kl": "0.000000",
                "kl_sem": "0.000000", "kl_per_sequence": "0.0000", "train_seconds": "0.0"}])  # fmt: skip
-    todo = [r for r in grid() if r not in done(out)][: args.max_runs]
-    print(f"{len(todo)} runs to go", flush=True)
-    for method, beta, seed in todo:
-        start = time.perf_counter()
-        only = f"{method}:{beta}:{seed}"
-        cmd = [sys.executable, __file__, "--out", str(out), "--work", str(work), "--only", only]
-        if args.steps:
-            cmd += ["--steps", str(args.steps)]
-        subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-        print(f"{only}: {time.perf_counter() - start:.0f} s", flush=True)
+    args_of_a_run = ["--out", str(out), "--work", str(work)] + (["--steps", str(args.steps)] if args.steps else [])
+    study(out).run_all(grid(), args_of_a_run, args.max_runs)
 
 
 if __name__ == "__main__":

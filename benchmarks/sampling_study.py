@@ -22,15 +22,13 @@ evaluation). Notebook 02 reads them.
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
+from _study import Study, append  # noqa: E402
 
 REPO = HERE.parent
 OUT = REPO / "notebooks" / "results" / "sampling"
@@ -50,21 +48,9 @@ def grid() -> list[tuple[str, str, int]]:
     return runs
 
 
-def done(out: Path) -> set[tuple[str, str, int]]:
-    path = out / "finals.csv"
-    if not path.exists():
-        return set()
-    with open(path) as f:
-        return {(r["book"], r["sampler"], int(r["seed"])) for r in csv.DictReader(f)}
-
-
-def append(path: Path, header: list[str], rows: list[dict]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+def study(out: Path) -> Study:
+    """The study's runs, keyed by (book, sampler, seed); a run is done when its row is in ``finals.csv``."""
+    return Study(Path(__file__), out / "finals.csv", ("book", "sampler", "seed"), (str, str, int))
 
 
 def one_run(book: str, sampler: str, seed: int, shared: Path, out: Path, runs: Path, steps: int = STEPS) -> None:
@@ -132,31 +118,12 @@ def main() -> None:
     out, shared, runs = Path(args.out), Path(args.shared), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
     if args.only:
-        book, sampler, seed = args.only.split(":")
-        one_run(book, sampler, int(seed), shared, out, runs, args.steps)
+        book, sampler, seed = study(out).parse(args.only)
+        one_run(book, sampler, seed, shared, out, runs, args.steps)
         return
     print(describe_machine()["line"])
-    todo = [r for r in grid() if r not in done(out)][: args.max_runs]
-    print(f"{len(todo)} runs to go")
-    for book, sampler, seed in todo:
-        start = time.perf_counter()
-        only = f"{book}:{sampler}:{seed}"
-        cmd = [
-            sys.executable,
-            __file__,
-            "--shared",
-            str(shared),
-            "--out",
-            str(out),
-            "--runs",
-            str(runs),
-            "--only",
-            only,
-            "--steps",
-            str(args.steps),
-        ]
-        subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-        print(f"{only}: {time.perf_counter() - start:.0f} s", flush=True)
+    args_of_a_run = ["--shared", str(shared), "--out", str(out), "--runs", str(runs), "--steps", str(args.steps)]
+    study(out).run_all(grid(), args_of_a_run, args.max_runs)
 
 
 if __name__ == "__main__":

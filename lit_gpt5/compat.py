@@ -81,7 +81,8 @@ def align_accumulation_window(checkpoint: dict, accumulate: int) -> bool:
     run saved with another accumulation or another number of ranks (3 micro-batches per rank after 3 steps on 2 ranks)
     and resumed with 2 micro-batches a step would take its first optimizer step after one micro-batch: half a
     gradient. Rounding the counters down starts the resumed run on a whole accumulation window (the batch stream
-    itself is positioned by ``lit_gpt5.resume.state.RunState``, not by these counters). Returns whether anything changed."""
+    itself is positioned by ``lit_gpt5.resume.state.RunState``, not by these counters). Returns whether anything
+    changed."""
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
     if progress is None:
         return False

@@ -127,6 +127,7 @@ get_logger("lit_gpt5.probe").info("hello")
 def test_a_program_that_configured_logging_gets_the_messages_through_its_own_handlers():
     """As Lightning: our console handler only when the root logger has none; otherwise the messages propagate to the
     program's own handlers, formatted its way, and are not written twice."""
+
     def run(mode: str) -> str:
         done = subprocess.run([sys.executable, "-c", PROPAGATION_PROBE, mode], capture_output=True, text=True,
                               timeout=60)  # fmt: skip

@@ -144,7 +144,8 @@ class SFTDataset(Dataset):
         max_length: longest example in tokens. A longer one loses the start of its prompt first; only if the
             response and ``<|endoftext|>`` alone do not fit is the response cut (from its end). An example with no
             supervised token left is dropped and counted in ``stats.dropped``.
-        template: a name in ``lit_gpt5.model.prompts.TEMPLATES`` or a format string with ``{instruction}`` (and ``{input}``).
+        template: a name in ``lit_gpt5.model.prompts.TEMPLATES`` or a format string with ``{instruction}`` (and
+            ``{input}``).
         mask_prompt: labels -100 on the prompt (the default, and the point); False supervises the prompt too, for
             comparing the two.
     """

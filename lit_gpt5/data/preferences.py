@@ -159,9 +159,9 @@ def collate_pairs(items: Sequence[dict], pad_id: int = 50256) -> tuple[torch.Ten
 
 
 class PreferenceDataModule(RecordDataModule):
-    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.tuning.dpo.DPOLitModule``: a sibling of ``SFTDataModule``
-    on ``RecordDataModule``, with pairs for records. ``batch_size`` counts pairs: each forward runs 2 x batch_size
-    sequences; ``max_length`` bounds each side.
+    """Preference pairs from JSON or JSONL files, for ``lit_gpt5.tuning.dpo.DPOLitModule``: a sibling of
+    ``SFTDataModule`` on ``RecordDataModule``, with pairs for records. ``batch_size`` counts pairs: each forward runs
+    2 x batch_size sequences; ``max_length`` bounds each side.
 
     Args:
         val_fraction: share of the pairs held out when there is no ``val_path``, chosen by hash of the prompt and

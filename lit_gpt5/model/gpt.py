@@ -235,9 +235,9 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of the cross-entropy over targets != -100, their number): the language-model loss, the one way every
         trainer, benchmark and memory measurement of the package computes it. ``chunk_size`` > 0 projects that many
-        positions to the vocabulary at a time (``lit_gpt5.model.loss``): the same loss and gradients without ever holding
-        all (B x T x 50,257) logits; 0 is the plain full-logits loss. ``softmax_rows``: see ``lit_gpt5.model.loss``.
-        ``input_pos`` and ``segments`` (B, T): packed rows (see ``features``)."""
+        positions to the vocabulary at a time (``lit_gpt5.model.loss``): the same loss and gradients without ever
+        holding all (B x T x 50,257) logits; 0 is the plain full-logits loss. ``softmax_rows``: see
+        ``lit_gpt5.model.loss``. ``input_pos`` and ``segments`` (B, T): packed rows (see ``features``)."""
         if chunk_size and self._head_readable():
             hidden, weight = self._projection(self.features(idx, input_pos, segments=segments))
             return linear_cross_entropy_sum(hidden, weight, targets, chunk_size, softmax_rows)

@@ -37,8 +37,8 @@ def train(
 ) -> Path:
     """Fit ``module`` on ``datamodule`` for ``max_steps`` steps, validating every ``val_every`` steps (and before
     training); returns the run's TensorBoard directory. No checkpoints, no progress bar: a study runs many of these.
-    ``precision="auto"``: bf16-mixed where the hardware computes bf16 natively, else 32-true (``lit_gpt5.training.trainer``);
-    ``accelerator="auto"``: the GPU when there is one."""
+    ``precision="auto"``: bf16-mixed where the hardware computes bf16 natively, else 32-true
+    (``lit_gpt5.training.trainer``); ``accelerator="auto"``: the GPU when there is one."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     L.seed_everything(seed, verbose=False)
@@ -95,7 +95,8 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, 
 @torch.no_grad()
 def forward_seconds(model: GPT, batch_size: int, seq_len: int, device: str = "cpu", repeats: int = 5) -> float:
     """Median time of one forward pass (logits of every position) on random tokens. Call
-    ``lit_gpt5.training.trainer.keep_freed_memory()`` first to time it as the CLI trains (no page faults for the logits)."""
+    ``lit_gpt5.training.trainer.keep_freed_memory()`` first to time it as the CLI trains (no page faults for the
+    logits)."""
     model = model.to(device).eval()
     idx = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), device=device)
     return median_seconds(lambda: model(idx), repeats=repeats, sync=device != "cpu")

@@ -8,6 +8,7 @@
 ``optim``            ``Optimization``: AdamW, warmup + cosine, clipping that works for fused AdamW
 ``trainer``          precision ``auto``, the ``Trainer`` that accepts it, the CPU's freed-memory setting
 ``strategies``       ``BlockFSDPStrategy``: FSDP with GPT-2 blocks as units
+``evaluation``       held-out figures logged at the step they belong to, one console line per validation
 ``callbacks``        text samples, the best checkpoint, the step progress bar, tokens/s, coverage of the text
 ``preflight``        before a run: one-line errors for what cannot work, the start-up line
 ``memory_estimate``  the memory of a training step, before it runs

@@ -173,8 +173,9 @@ class CoverageMonitor(L.Callback):
     ``train/epochs``: target tokens trained on / training target tokens. Across all ranks.
 
     Batches are a pure function of (seed, global batch index), so the seen tokens are recomputed from the data
-    module's window starts (``window_starts``) rather than read from the batches: no communication between ranks, and a resumed run
-    replays the batches before its checkpoint to continue the same figures. Does nothing for data without windows.
+    module's window starts (``window_starts``) rather than read from the batches: no communication between ranks,
+    and a resumed run replays the batches before its checkpoint to continue the same figures. Does nothing for data
+    without windows.
     """
 
     # Beyond this many training tokens (a large token store) a bit per token is not kept: coverage is not logged.

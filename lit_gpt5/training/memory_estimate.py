@@ -130,7 +130,8 @@ def estimate(
     lora = _lora_sizes(cfg, lora_r, lora_targets) if lora_r else None
     if lora:
         # Frozen weights: no gradient, no moments; the adapted layers' weights held in the 16-bit autocast dtype
-        # under mixed precision (lit_gpt5.model.lora.hold_frozen_in). Adapters: float32 with gradients and AdamW moments.
+        # under mixed precision (lit_gpt5.model.lora.hold_frozen_in). Adapters: float32 with gradients and AdamW
+        # moments.
         params = stored * n - ((stored - 2) * lora["adapted_weights"] if mixed else 0) + 4 * lora["adapter"]
         grads, optimizer = 4 * lora["adapter"], 8 * lora["adapter"]
 

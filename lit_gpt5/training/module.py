@@ -18,7 +18,6 @@ from lit_gpt5.model.gpt import GPTConfig
 from lit_gpt5.model.loss import mean_loss
 from lit_gpt5.resume.state import RunState
 from lit_gpt5.training.evaluation import log_validation
-from lit_gpt5.training.optim import Optimization
 from lit_gpt5.training.preflight import check_run, describe_run
 from lit_gpt5.training.settings import TrainingSettings, prepare_model
 from lit_gpt5.training.step import OptimizerStep
@@ -50,7 +49,7 @@ class GPTLitModule(L.LightningModule):
         self.settings = TrainingSettings(**settings)
         self.hparams.update({k: v for k, v in self.settings.arguments().items() if k not in self.hparams})
         self.model = self.settings.build_model()
-        self.optimization = Optimization(self.settings)
+        self.optimization = self.settings.optimization()
         self.run_state = RunState()
         self.steps = OptimizerStep(self.unit_name, self.settings.on_nonfinite, self.run_state)
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 
 from lit_gpt5.errors import UserError
-
-if TYPE_CHECKING:
-    from lit_gpt5.training.settings import TrainingSettings
 
 
 def lr_at(step: int, learning_rate: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
@@ -117,14 +113,23 @@ def clip_gradients(
 
 
 class Optimization:
-    """A run's optimizer, schedule and clipping, from its settings (``learning_rate``, ``min_lr``, ``warmup_steps``,
-    ``lr_decay_steps``, ``weight_decay``, ``beta1``, ``beta2``). A LightningModule's ``configure_optimizers`` returns
-    ``configure(self)``; its ``configure_gradient_clipping`` calls ``clip``."""
+    """A run's optimizer, schedule and clipping (``TrainingSettings.optimization()`` builds it from a module's
+    settings). A LightningModule's ``configure_optimizers`` returns ``configure(self)``; its
+    ``configure_gradient_clipping`` calls ``clip``."""
 
-    def __init__(self, settings: TrainingSettings) -> None:
-        self.learning_rate, self.min_lr = settings.learning_rate, settings.min_lr
-        self.warmup_steps, self.lr_decay_steps = settings.warmup_steps, settings.lr_decay_steps
-        self.weight_decay, self.betas = settings.weight_decay, (settings.beta1, settings.beta2)
+    def __init__(
+        self,
+        learning_rate: float,
+        min_lr: float,
+        warmup_steps: int,
+        lr_decay_steps: int | None,
+        weight_decay: float,
+        betas: tuple[float, float],
+    ) -> None:
+        check_schedule(learning_rate, min_lr, warmup_steps, lr_decay_steps)
+        self.learning_rate, self.min_lr = learning_rate, min_lr
+        self.warmup_steps, self.lr_decay_steps = warmup_steps, lr_decay_steps
+        self.weight_decay, self.betas = weight_decay, betas
 
     def decay_steps(self, trainer: L.Trainer) -> int:
         """The optimizer step at which the cosine reaches ``min_lr``: ``lr_decay_steps``, else the Trainer's

@@ -18,7 +18,7 @@ from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.model.gpt import GPT, GPTConfig
 from lit_gpt5.model.lora import TARGETS, apply_lora, hold_frozen_in
-from lit_gpt5.training.optim import check_schedule
+from lit_gpt5.training.optim import Optimization, check_schedule
 from lit_gpt5.weights.checkpoints import load_model
 
 log = get_logger(__name__)
@@ -53,7 +53,8 @@ class TrainingSettings:
         on_nonfinite: what a NaN/inf loss or gradient does. ``stop``: end the run before the bad update, naming the
             step and the checkpoint to resume from. ``skip``: that optimizer step makes no update; training goes on.
         lora_r: LoRA rank; 0 (the default) trains every weight. With r > 0 the base weights are frozen (and held in
-            16 bits under mixed precision) and only low-rank adapters on ``lora_targets`` train (``lit_gpt5.model.lora``).
+            16 bits under mixed precision) and only low-rank adapters on ``lora_targets`` train
+            (``lit_gpt5.model.lora``).
         lora_alpha, lora_dropout: the adapters' scale (alpha / r) and input dropout.
         lora_targets: which layers get adapters: ``c_attn`` (attention q, k, v), ``c_proj`` (attention and MLP
             outputs), ``c_fc`` (MLP input), default these three; and ``wte``, the token embedding and the output head
@@ -113,6 +114,13 @@ class TrainingSettings:
         """The ``GPTConfig`` fields the arguments override (None: the named size's)."""
         return dict(block_size=self.n_positions, n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
                     bias=self.bias)  # fmt: skip
+
+    def optimization(self) -> Optimization:
+        """The optimizer, schedule and clipping these settings describe."""
+        betas = (self.beta1, self.beta2)
+        return Optimization(
+            self.learning_rate, self.min_lr, self.warmup_steps, self.lr_decay_steps, self.weight_decay, betas
+        )
 
     def build_model(self) -> GPT:
         """The GPT these settings describe: ``init_from``'s weights or a fresh named size, with activation

@@ -11,8 +11,9 @@ resolves to
 * ``16-mixed`` on an older CUDA GPU (V100, T4: float16 tensor cores, with loss scaling);
 * ``32-true`` elsewhere: CPUs without native bf16, Apple's MPS, anything unknown.
 
-``Trainer`` is Lightning's ``Trainer`` that accepts ``auto`` (the CLI's and the notebooks' default) and records what it chose and why (``precision_note``), for the start-up line of ``fit``. Every other
-value keeps Lightning's meaning; an explicit bf16 on a CPU without native bf16 still runs, after a one-line warning.
+``Trainer`` is Lightning's ``Trainer`` that accepts ``auto`` (the CLI's and the notebooks' default) and records what
+it chose and why (``precision_note``), for the start-up line of ``fit``. Every other value keeps Lightning's meaning;
+an explicit bf16 on a CPU without native bf16 still runs, after a one-line warning.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from lit_gpt5.model.loss import IGNORE_INDEX
 from lit_gpt5.resume.state import RunState
 from lit_gpt5.training.evaluation import log_validation
 from lit_gpt5.training.module import attached_trainer
-from lit_gpt5.training.optim import Optimization
 from lit_gpt5.training.preflight import check_run, describe_run
 from lit_gpt5.training.settings import TrainingSettings, prepare_model
 from lit_gpt5.training.step import OptimizerStep
@@ -177,7 +176,7 @@ class DPOLitModule(L.LightningModule):
             lora=lora_reference,
             keep_model=lora_reference or not precompute_reference,
         )
-        self.optimization = Optimization(self.settings)
+        self.optimization = self.settings.optimization()
         self.run_state = RunState()
         self.run_state.add(self.reference)  # precomputed log-probabilities ride in the checkpoint
         self.steps = OptimizerStep(self.unit_name, self.settings.on_nonfinite, self.run_state)

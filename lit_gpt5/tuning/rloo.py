@@ -32,7 +32,6 @@ from lit_gpt5.model.gpt import GPTConfig
 from lit_gpt5.resume.state import RunState
 from lit_gpt5.training.evaluation import log_validation
 from lit_gpt5.training.module import attached_trainer
-from lit_gpt5.training.optim import Optimization
 from lit_gpt5.training.preflight import check_run, describe_run
 from lit_gpt5.training.settings import TrainingSettings, prepare_model
 from lit_gpt5.training.step import OptimizerStep
@@ -133,7 +132,7 @@ class RLOOLitModule(L.LightningModule):
         self.reference = Reference(
             self.model, reference or init_from, lora=bool(self.settings.lora_r) and not reference
         )
-        self.optimization = Optimization(self.settings)
+        self.optimization = self.settings.optimization()
         self.run_state = RunState()
         self.steps = OptimizerStep(self.unit_name, self.settings.on_nonfinite, self.run_state)
         self.metrics = StageMeans(METRICS)

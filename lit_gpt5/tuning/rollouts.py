@@ -1,8 +1,8 @@
 """Rollouts: continuations sampled from a policy, their log-probabilities, and where a policy stands on the frontier.
 
 The one place that samples for preference tuning: the pairs of ``lit-gpt5 reward pairs`` (the reference's own
-samples), the on-policy batches of ``lit_gpt5.tuning.rloo.RLOOLitModule``, and ``evaluate_policy``, which puts any policy
-on the reward-KL plane:
+samples), the on-policy batches of ``lit_gpt5.tuning.rloo.RLOOLitModule``, and ``evaluate_policy``, which puts any
+policy on the reward-KL plane:
 
 - **reward**: the mean known reward (``lit_gpt5.tuning.rewards``) of fixed-seed samples from held-out prompts;
 - **KL**: KL(pi || pi_ref) estimated from those same samples, the mean over sampled tokens of

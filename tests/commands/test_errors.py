@@ -296,8 +296,8 @@ def test_a_validation_set_whose_every_record_is_dropped_is_refused(refused, tmp_
     train = write_jsonl(tmp_path / "train.jsonl", [{"instruction": "Say hi.", "output": "Hi."}] * 4)
     val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": "", "response": ""}] * 3)
     refused(
-        ["fit", *TINY, "--data=lit_gpt5.data.instructions.SFTDataModule", "--data.max_length=64", "--data.template=none"]
-        + [f"--data.train_path={train}", f"--data.val_path={val}"],
+        ["fit", *TINY, "--data=lit_gpt5.data.instructions.SFTDataModule", "--data.max_length=64"]
+        + ["--data.template=none", f"--data.train_path={train}", f"--data.val_path={val}"],
         r"all 3 validation records were dropped",
     )
 
@@ -386,7 +386,8 @@ def test_refused_before_the_run_folder_exists(refused, book_path, args, pattern)
 )
 def test_instruction_data_refused_before_the_run_folder_exists(refused, tmp_path, records, args, pattern):
     path = write_jsonl(tmp_path / "d.jsonl", records * 20)
-    refused(["fit", *TINY, "--data=lit_gpt5.data.instructions.SFTDataModule", f"--data.train_path={path}", *args], pattern)
+    sft = "--data=lit_gpt5.data.instructions.SFTDataModule"
+    refused(["fit", *TINY, sft, f"--data.train_path={path}", *args], pattern)
 
 
 # --- Advice that helps ---------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from lit_gpt5.training import trainer as precision
 from lit_gpt5.cli import main
+from lit_gpt5.training import trainer as precision
 from lit_gpt5.training.trainer import Trainer, resolve_precision, warn_if_slow
 from tests.conftest import REPO
 

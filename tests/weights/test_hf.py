@@ -7,7 +7,7 @@ transformers = pytest.importorskip("transformers")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from lit_gpt5.commands.convert import main
+from lit_gpt5.commands.convert import main  # noqa: E402
 from lit_gpt5.errors import UserError  # noqa: E402
 from lit_gpt5.model.gpt import GPT, GPTConfig  # noqa: E402
 from lit_gpt5.model.tokenizer import get_tokenizer  # noqa: E402

@@ -1,0 +1,100 @@
+"""The paths of 0.1 (before the package was split into subpackages) keep working for one release, each with one line
+naming its new path: imports, ``python -m`` commands, and class paths in configs and checkpoints."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from lit_gpt5 import old_paths
+from lit_gpt5.old_paths import COMMANDS, MOVED, LitGPT5DeprecationWarning
+
+pytestmark = pytest.mark.filterwarnings("default::lit_gpt5.old_paths.LitGPT5DeprecationWarning")
+
+
+def resolve_new(path: str) -> object:
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        module, _, name = path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_every_new_path_exists_and_the_old_one_gives_the_same_object_with_a_warning(old, monkeypatch):
+    monkeypatch.setattr(old_paths, "_warned", set())
+    new = resolve_new(MOVED[old])
+    with pytest.warns(LitGPT5DeprecationWarning, match=f"{old} moved to {MOVED[old]}"):
+        assert old_paths.resolve(old) is new
+
+
+def test_old_imports_of_every_kind(monkeypatch):
+    from lit_gpt5.data.preferences import PreferenceDataModule
+    from lit_gpt5.model.gpt import GPT
+    from lit_gpt5.training.module import GPTLitModule
+
+    monkeypatch.setattr(old_paths, "_warned", set())
+    for name in [n for n in sys.modules if n in MOVED]:
+        monkeypatch.delitem(sys.modules, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from lit_gpt5.lit_module import GPTLitModule as old_module  # a module that moved
+        from lit_gpt5.model import GPT as old_gpt  # a module that became a package
+        from lit_gpt5.dpo import PreferenceDataModule as old_data  # a name a module re-exported
+
+        import lit_gpt5.stats  # noqa: F401 - `import` of a module that moved
+    assert old_module is GPTLitModule and old_gpt is GPT and old_data is PreferenceDataModule
+    said = "\n".join(str(w.message) for w in caught if w.category is LitGPT5DeprecationWarning)
+    for old, new in [
+        ("lit_gpt5.lit_module", "lit_gpt5.training.module"),
+        ("lit_gpt5.model.GPT", "lit_gpt5.model.gpt.GPT"),
+        ("lit_gpt5.dpo.PreferenceDataModule", "lit_gpt5.data.preferences.PreferenceDataModule"),
+        ("lit_gpt5.stats", "lit_gpt5.tools.stats"),
+    ]:
+        assert f"{old} moved to {new}" in said, said
+
+
+def test_a_name_that_never_existed_is_still_an_import_error():
+    with pytest.raises(ImportError):
+        from lit_gpt5.lit_module import NoSuchThing  # noqa: F401
+    with pytest.raises(ImportError):
+        from lit_gpt5.model import no_such_module  # noqa: F401
+
+
+def test_class_paths_of_checkpoints_and_configs_read_as_the_new_ones(monkeypatch):
+    monkeypatch.setattr(old_paths, "_warned", set())
+    with pytest.warns(LitGPT5DeprecationWarning):
+        assert old_paths.current_path("lit_gpt5.lit_module.GPTLitModule") == "lit_gpt5.training.module.GPTLitModule"
+        assert old_paths.current_path("lit_gpt5.sft.SFTDataModule") == "lit_gpt5.data.instructions.SFTDataModule"
+    assert old_paths.current_path("lit_gpt5.data.GutenbergDataModule") == "lit_gpt5.data.GutenbergDataModule"
+
+
+def test_a_config_of_0_1_parses(tmp_path, capsys, monkeypatch):
+    from lit_gpt5.cli import main
+
+    monkeypatch.setattr(old_paths, "_warned", set())
+    config = tmp_path / "dpo.yaml"
+    config.write_text(
+        "model:\n  class_path: lit_gpt5.dpo.DPOLitModule\n  init_args:\n    init_from: sft.ckpt\n    beta: 0.2\n"
+        "data:\n  class_path: lit_gpt5.dpo.PreferenceDataModule\n  init_args:\n    train_path: pairs.jsonl\n"
+    )
+    with pytest.warns(LitGPT5DeprecationWarning, match=r"lit_gpt5\.dpo\.PreferenceDataModule moved to"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", "--config", str(config), "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "beta: 0.2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "old", [pytest.param(m, marks=[] if m == "lit_gpt5.memory" else [pytest.mark.slow]) for m in sorted(COMMANDS)]
+)
+def test_python_m_of_an_old_command_module_runs_the_command_and_says_its_new_name(old):
+    done = subprocess.run([sys.executable, "-m", old, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout or "machine:" in done.stdout
+    new = COMMANDS[old]
+    assert f"python -m {old} moved to lit-gpt5 {new.rsplit('.', 1)[-1]} (python -m {new})" in done.stderr
