@@ -39,11 +39,6 @@ def tiny_args(book_path, steps=40) -> list[str]:
     ]
 
 
-def test_configs_exist():
-    names = {p.name for p in CONFIGS}
-    assert {"model5.yaml", "cpu-demo.yaml"} <= names
-
-
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_config_parses(config, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -1,7 +1,6 @@
 """Every notebook runs top to bottom in its small setting, and is committed with the full setting's outputs."""
 
 import json
-import os
 
 import pytest
 
@@ -43,13 +42,3 @@ def test_runs_in_the_small_setting(path, shared_dir, tmp_path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert not list(path.parent.glob("runs"))  # nothing written beside the notebooks
-
-
-def test_there_are_the_four_notebooks():
-    assert [p.name for p in NOTEBOOKS] == [
-        "01_model5.ipynb",
-        "02_sampling_study.ipynb",
-        "03_instruction_tuning.ipynb",
-        "04_preference_tuning.ipynb",
-    ]
-    assert os.environ.get("LIT_GPT5_SMALL") in (None, "1")

@@ -42,11 +42,10 @@ def test_old_imports_of_every_kind(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        import lit_gpt5.stats  # noqa: F401, I001 - `import` of a module that moved
+        from lit_gpt5.dpo import PreferenceDataModule as old_data  # a name a module re-exported
         from lit_gpt5.lit_module import GPTLitModule as old_module  # a module that moved
         from lit_gpt5.model import GPT as old_gpt  # a module that became a package
-        from lit_gpt5.dpo import PreferenceDataModule as old_data  # a name a module re-exported
-
-        import lit_gpt5.stats  # noqa: F401 - `import` of a module that moved
     assert old_module is GPTLitModule and old_gpt is GPT and old_data is PreferenceDataModule
     said = "\n".join(str(w.message) for w in caught if w.category is LitGPT5DeprecationWarning)
     for old, new in [
@@ -82,9 +81,9 @@ def test_a_config_of_0_1_parses(tmp_path, capsys, monkeypatch):
         "model:\n  class_path: lit_gpt5.dpo.DPOLitModule\n  init_args:\n    init_from: sft.ckpt\n    beta: 0.2\n"
         "data:\n  class_path: lit_gpt5.dpo.PreferenceDataModule\n  init_args:\n    train_path: pairs.jsonl\n"
     )
-    with pytest.warns(LitGPT5DeprecationWarning, match=r"lit_gpt5\.dpo\.PreferenceDataModule moved to"):
-        with pytest.raises(SystemExit) as exit_:
-            main(["fit", "--config", str(config), "--print_config"])
+    warned = pytest.warns(LitGPT5DeprecationWarning, match=r"lit_gpt5\.dpo\.PreferenceDataModule moved to")
+    with warned, pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(config), "--print_config"])
     assert exit_.value.code in (0, None)
     assert "beta: 0.2" in capsys.readouterr().out
 
@@ -98,3 +97,49 @@ def test_python_m_of_an_old_command_module_runs_the_command_and_says_its_new_nam
     assert "usage:" in done.stdout or "machine:" in done.stdout
     new = COMMANDS[old]
     assert f"python -m {old} moved to lit-gpt5 {new.rsplit('.', 1)[-1]} (python -m {new})" in done.stderr
+
+
+OLD_COMMIT = "061db38b86a97fa5fccbec1c6e94e6623745f2bf"  # main before the 0.2 layout
+
+
+def public_names_of_0_1() -> list[str]:
+    """Every public class, function and constant the modules of 0.1 defined or exported, as dotted paths (read
+    from git history)."""
+    import ast
+    import shutil
+
+    from tests.conftest import REPO
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("the names of 0.1 are read from git history: this needs a git checkout")
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", OLD_COMMIT, "lit_gpt5"], cwd=REPO,
+                            capture_output=True, text=True)  # fmt: skip
+    if listed.returncode != 0:
+        pytest.skip(f"commit {OLD_COMMIT} is not in this checkout's history")
+    names = []
+    for path in [p for p in listed.stdout.split() if p.endswith(".py") and not p.endswith("__main__.py")]:
+        source = subprocess.run(["git", "show", f"{OLD_COMMIT}:{path}"], cwd=REPO, capture_output=True, text=True)
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        tree = ast.parse(source.stdout)
+        exported = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                         and any(getattr(t, "id", None) == "__all__" for t in n.targets)), [])  # fmt: skip
+        defined = [n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)]
+        defined += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+        names += [f"{module}.{name}" for name in dict.fromkeys([*exported, *defined]) if not name.startswith("_")]
+    return names
+
+
+def test_every_public_name_of_0_1_still_resolves(monkeypatch):
+    monkeypatch.setattr(old_paths, "_warned", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LitGPT5DeprecationWarning)
+        missing = []
+        for name in public_names_of_0_1():
+            module, _, attr = name.rpartition(".")
+            try:  # what `from <module> import <attr>` does
+                getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as err:
+                missing.append(f"{name}: {err}")
+    assert not missing, "names of 0.1 that no longer resolve (map them in lit_gpt5/old_paths.py):\n" + "\n".join(
+        missing
+    )

@@ -148,3 +148,9 @@ class EvalBatches(IterableDataset):
         worker, num_workers = worker_shard()
         for group in self.groups[worker::num_workers]:
             yield self.make_batch(group)
+
+
+def __getattr__(name: str) -> object:  # names of 0.1 that moved (lit_gpt5.old_paths)
+    from lit_gpt5.old_paths import moved_names
+
+    return moved_names(__name__)(name)

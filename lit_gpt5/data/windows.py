@@ -126,3 +126,9 @@ def split_tokens(
     if not held_out:
         raise UserError(f"val_fraction={val_fraction} holds out none of {blocks} blocks; raise either")
     return [tokens[a:b] for a, b in train], [tokens[a:b] for a, b in held_out]
+
+
+def __getattr__(name: str) -> object:  # names of 0.1 that moved (lit_gpt5.old_paths)
+    from lit_gpt5.old_paths import moved_names
+
+    return moved_names(__name__)(name)

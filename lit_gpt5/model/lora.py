@@ -236,25 +236,6 @@ def hold_frozen_in(model: nn.Module, precision: str) -> None:
             layer.bias.data = layer.bias.data.to(dtype)
 
 
-class BaseView:
-    """The base model inside an adapted one, as a model to call: DPO's frozen reference without a second copy of the
-    weights. Each call runs ``model`` with its adapters switched off, and only for that call."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __call__(self, *args, **kwargs) -> torch.Tensor:
-        with adapters_disabled(self.model):
-            return self.model(*args, **kwargs)
-
-    def token_losses(self, *args, **kwargs) -> torch.Tensor:
-        with adapters_disabled(self.model):
-            return self.model.token_losses(*args, **kwargs)
-
-    def to(self, *args, **kwargs) -> BaseView:  # the model moves with the policy; nothing of its own to move
-        return self
-
-
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapters' weights only, under their parameter names (``…c_attn.lora_A``)."""
     return {k: v for k, v in model.state_dict().items() if k.endswith((".lora_A", ".lora_B"))}

@@ -22,7 +22,7 @@ from lit_gpt5.compat import set_scheduler_last_lr
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.old_paths import current_path, resolve
-from lit_gpt5.weights.checkpoints import check_checkpoint, checkpoint_config
+from lit_gpt5.weights.checkpoints import checkpoint_config, read_checkpoint
 
 log = get_logger(__name__)
 
@@ -54,6 +54,26 @@ def resume_arguments(parser, args, config: Namespace, subcommand: str | None) ->
                 "left to train; raise --trainer.max_steps to continue the run, or evaluate it with validate or test"
             )
     return config
+
+
+def check_checkpoint(path: str | os.PathLike, resuming: bool) -> dict:
+    """The checkpoint at ``path``; a clear message, before a run starts, if it cannot be resumed (``resuming``) or
+    evaluated."""
+    ckpt = read_checkpoint(Path(path).expanduser())
+    if not resuming:
+        return ckpt
+    if "optimizer_states" not in ckpt:
+        raise UserError(
+            f"{path} holds weights only (no optimizer state or step), so a run cannot resume from it; "
+            f"start from its weights with --model.init_from {path}"
+        )
+    missing = [key for key in ("lr_schedulers", "loops", "global_step") if key not in ckpt]
+    if missing:
+        raise UserError(
+            f"{path} is not a complete training checkpoint (no {', '.join(missing)}), so a run cannot resume from "
+            f"it; start from its weights with --model.init_from {path}"
+        )
+    return ckpt
 
 
 def same_class(a: str | None, b: str | None) -> bool:

@@ -123,12 +123,18 @@ class RunState:
         checkpoint[KEY] = state
 
     def restore(
-        self, checkpoint: dict, model: GPT, hparams: dict, lr_at: Callable[[int], float], trainer: L.Trainer | None
+        self,
+        checkpoint: dict,
+        model: GPT,
+        hparams: dict,
+        schedule: Callable[[L.Trainer], Callable[[int], float]],
+        trainer: L.Trainer | None,
     ) -> None:
         """Put a checkpoint's run state back (``on_load_checkpoint``), making this run's arguments take effect.
 
-        ``hparams``: this run's arguments; ``lr_at(step)``: this run's learning rate at an optimizer step;
-        ``trainer``: None when the checkpoint is loaded outside a Trainer (``load_from_checkpoint``)."""
+        ``hparams``: this run's arguments; ``schedule(trainer)``: this run's learning rate at each optimizer step
+        (``Optimization.schedule``); ``trainer``: None when the checkpoint is loaded outside a Trainer
+        (``load_from_checkpoint``): there is no optimizer or loop to restore then."""
         theirs = checkpoint_config(checkpoint)
         for f in fields(theirs):
             if f.name != "dropout" and getattr(theirs, f.name) != getattr(model.config, f.name):
@@ -138,7 +144,7 @@ class RunState:
                 )
         rank_zero = trainer is None or trainer.global_rank == 0
         if trainer is not None:
-            changed = apply_policy_changes(checkpoint, hparams, lr_at)
+            changed = apply_policy_changes(checkpoint, hparams, lambda step: schedule(trainer)(step))
             if changed and rank_zero:
                 log.info(f"lit_gpt5: the restored optimizer and schedule now follow this run's {', '.join(changed)}")
         state = checkpoint.get(KEY) or {}

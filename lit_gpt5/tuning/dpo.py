@@ -322,6 +322,5 @@ class DPOLitModule(L.LightningModule):
         self.run_state.save(checkpoint, self.trainer, self.model)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        trainer = attached_trainer(self)
-        lr_at = (lambda step: self.optimization.schedule(trainer)(step)) if trainer is not None else None
-        self.run_state.restore(checkpoint, self.model, dict(self.hparams), lr_at, trainer)
+        schedule = self.optimization.schedule
+        self.run_state.restore(checkpoint, self.model, dict(self.hparams), schedule, attached_trainer(self))

@@ -1,8 +1,9 @@
-"""Our own checkpoints: checking a file before a run uses it, reading the model out of it, writing one.
+"""Our own checkpoints: reading one safely, reading the model out of it, writing a weights-only one.
 
-A Lightning ``.ckpt`` of this project records the architecture itself (``checkpoint["lit_gpt5"]["model_config"]``),
-so its weights are usable without the arguments that built it. Everything is loaded with
-``torch.load(weights_only=True)``: tensors and plain containers, never code.
+A Lightning ``.ckpt`` of this project records the architecture itself (``checkpoint["lit_gpt5"]["model_config"]``,
+written by ``lit_gpt5.resume.state.RunState``), so its weights are usable without the arguments that built them.
+Whether a file can *resume* a run is ``lit_gpt5.resume.arguments.check_checkpoint``'s question. Everything is loaded
+with ``torch.load(weights_only=True)``: tensors and plain containers, never code.
 """
 
 from __future__ import annotations
@@ -32,25 +33,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}); pass a .ckpt") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise UserError(f"{path} is not a Lightning checkpoint (no state_dict)")
-    return ckpt
-
-
-def check_checkpoint(path: str | os.PathLike, resuming: bool) -> dict:
-    """The checkpoint at ``path``; a clear message, before a run starts, if it cannot be resumed or evaluated."""
-    ckpt = read_checkpoint(Path(path).expanduser())
-    if not resuming:
-        return ckpt
-    if "optimizer_states" not in ckpt:
-        raise UserError(
-            f"{path} holds weights only (no optimizer state or step), so a run cannot resume from it; "
-            f"start from its weights with --model.init_from {path}"
-        )
-    missing = [key for key in ("lr_schedulers", "loops", "global_step") if key not in ckpt]
-    if missing:
-        raise UserError(
-            f"{path} is not a complete training checkpoint (no {', '.join(missing)}), so a run cannot resume from "
-            f"it; start from its weights with --model.init_from {path}"
-        )
     return ckpt
 
 
@@ -94,7 +76,11 @@ def load_checkpoint(
         first = str(err).strip().splitlines()[-1].strip()
         raise UserError(f"{path} does not hold a GPT matching its own config: {first}") from None
     model.tie_weights()
-    return merge_lora(model) if lora and merge else model
+    if lora and merge:
+        # The merged model is a plain GPT: every weight trainable again, as in a fresh one (apply_lora froze the base
+        # weights, and merging would otherwise hand a run that starts from it, DPO after LoRA SFT, nothing to train).
+        return merge_lora(model).requires_grad_(True)
+    return model
 
 
 def tuning_template(path: str | os.PathLike) -> str | None:

@@ -83,8 +83,10 @@ def old_runs(old_code, shared_dir, tmp_path_factory) -> dict[str, object]:
     """Checkpoints of the four kinds of run, written by the old code (with a book, records, pairs and prompts)."""
     work = tmp_path_factory.mktemp("old_runs")
     book = shared_dir / "data" / "gutenberg" / "829-0.txt"
-    pretrain = ["fit", "--model.model_name=gpt-nano", *TINY_MODEL, *TRAINER, f"--data.text_path={book}",
-                "--data.block_size=16", "--data.batch_size=4", "--data.val_batch_size=64"]  # fmt: skip
+    # lr_decay_steps: the same schedule for the run of 2 steps and the run of 4, so that they can be compared.
+    pretrain = ["fit", "--model.model_name=gpt-nano", *TINY_MODEL, "--model.lr_decay_steps=4", *TRAINER,
+                f"--data.text_path={book}", "--data.block_size=16", "--data.batch_size=4",
+                "--data.val_batch_size=64"]  # fmt: skip
     run_old(old_code, [*pretrain, "--trainer.max_steps=4", f"--trainer.default_root_dir={work / 'whole'}"], work)
     run_old(old_code, [*pretrain, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'half'}"], work)
     base = last(work / "half")
@@ -92,7 +94,9 @@ def old_runs(old_code, shared_dir, tmp_path_factory) -> dict[str, object]:
            "--data=lit_gpt5.sft.SFTDataModule", f"--data.train_path={write_jsonl(work / 'sft.jsonl', RECORDS)}",
            "--data.max_length=16", "--data.batch_size=4", "--data.template=plain"]  # fmt: skip
     run_old(old_code, [*sft, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'sft'}"], work)
-    dpo = ["fit", "--model=lit_gpt5.dpo.DPOLitModule", f"--model.init_from={last(work / 'sft')}",
+    # From the pretrained base: the old code could not start DPO from a LoRA checkpoint (its merged weights came back
+    # frozen; tests/weights/test_checkpoints.py now pins that they do not).
+    dpo = ["fit", "--model=lit_gpt5.dpo.DPOLitModule", f"--model.init_from={base}",
            "--model.precompute_reference=true", "--model.warmup_steps=1", *TRAINER,
            "--data=lit_gpt5.dpo.PreferenceDataModule", f"--data.train_path={write_jsonl(work / 'pairs.jsonl', PAIRS)}",
            "--data.max_length=24", "--data.batch_size=2", "--data.template=plain"]  # fmt: skip

@@ -1,8 +1,8 @@
-"""Batches per second of the three window samplers (random, shuffled, sequential) on Gulliver's Travels.
+"""Batches per second of the three samplings of training windows (random, shuffled, sequential) on Gulliver's Travels.
 
-    python benchmarks/samplers.py --text_path ../shared/data/gutenberg/829-0.txt [--batch_size 16 --block_size 256]
+    python benchmarks/sampling_speed.py --text_path ../shared/data/gutenberg/829-0.txt [--batch_size 16]
 
-Drawing a batch is B start positions, an index tensor and one gather; the epoch samplers add a permutation per epoch.
+Drawing a batch is B start positions, an index tensor and one gather; the epoch samplings add a permutation per epoch.
 Prints batches/s and tokens/s per sampler (best of 3 rounds of --batches batches) and writes them as JSON.
 """
 
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--block_size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=2000)
-    parser.add_argument("--json_out", default="samplers.json")
+    parser.add_argument("--json_out", default="sampling_speed.json")
     args = parser.parse_args()
     print(describe_machine()["line"])
     results = {}
