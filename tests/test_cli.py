@@ -97,6 +97,7 @@ def test_fit_end_to_end_writes_tensorboard_and_learns(book_path, tmp_path, monke
     assert "test/loss" in out
 
 
+@pytest.mark.slow  # the installed script, in processes of its own
 def test_console_script_dispatches_every_command():
     script = shutil.which("lit-gpt5")
     if script is None:

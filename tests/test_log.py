@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 
 from lit_gpt5.data import TokenWindowDataModule
@@ -51,6 +52,7 @@ print("after keep_freed_memory:", big_block_is_mmapped())
 """
 
 
+@pytest.mark.slow  # a fit in a process of its own
 def test_fitting_leaves_malloc_alone_unless_asked():
     if not sys.platform.startswith("linux"):
         return  # the setting exists on glibc only

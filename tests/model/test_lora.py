@@ -8,7 +8,6 @@ import torch
 from lit_gpt5.model.gpt import GPT, GPTConfig
 from lit_gpt5.model.lora import (
     TARGETS,
-    BaseView,
     LoRAEmbedding,
     TiedLoRAHead,
     adapters_disabled,
@@ -16,7 +15,6 @@ from lit_gpt5.model.lora import (
     lora_layers,
     merge_lora,
 )
-from lit_gpt5.weights.peft import save_peft_adapter
 
 CFG = GPTConfig(block_size=32, vocab_size=97, n_layer=2, n_head=2, n_embd=16)
 
@@ -88,7 +86,6 @@ def test_merged_equals_unmerged_and_disabled_adapters_equal_the_base(targets):
     x = tokens()
     with adapters_disabled(model):
         assert torch.equal(model(x), base(x))
-    assert torch.equal(BaseView(model)(x), base(x))
     unmerged = model(x)
     assert not torch.allclose(unmerged, base(x))
     merge_lora(model)
@@ -107,29 +104,6 @@ def test_an_embedding_adapter_changes_the_tied_head_too():
     torch.testing.assert_close(model.lm_head(h), h @ (base.lm_head.weight + delta).t(), rtol=1e-5, atol=1e-5)
     idx = tokens()
     torch.testing.assert_close(model.transformer.wte(idx), (base.transformer.wte.weight + delta)[idx])
-
-
-@TARGET_SETS
-def test_peft_round_trip_gives_the_same_logits(tmp_path, targets):
-    peft = pytest.importorskip("peft", reason="peft is not installed (pip install '.[dev]' installs it)")
-    transformers = pytest.importorskip("transformers")
-    from lit_gpt5.weights.hf import save_hf
-
-    cfg = GPTConfig(block_size=64, n_layer=2, n_head=2, n_embd=32)  # GPT-2's vocabulary: HF's tokenizer files
-    torch.manual_seed(0)
-    base = GPT(cfg)
-    save_hf(base, tmp_path / "base")
-    model = GPT(cfg)
-    model.load_state_dict(base.state_dict())
-    apply_lora(model, r=4, alpha=8, targets=targets)
-    randomize_adapters(model)
-    save_peft_adapter(model, tmp_path / "adapter", base_model_name_or_path=str(tmp_path / "base"))
-    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "base")
-    hf = peft.PeftModel.from_pretrained(hf, tmp_path / "adapter").eval()
-    x = torch.randint(0, 50257, (2, 10), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        theirs = hf(input_ids=x).logits
-    torch.testing.assert_close(theirs, model.eval()(x), rtol=1e-4, atol=1e-4)
 
 
 @TARGET_SETS
@@ -179,6 +153,7 @@ def test_bf16_base_weights_compute_what_autocast_computes():
     assert outside.dtype == torch.float32 and torch.equal(outside, model(x))
 
 
+@pytest.mark.slow  # bf16 on a CPU without native bf16 is emulated, ~10x slower than float32
 def test_a_lora_fit_in_bf16_samples_text_after_its_validations(book_path, tmp_path, capsys):
     # The text sampler generates outside autocast, from frozen weights held in bf16: this once failed with
     # "mat1 and mat2 must have the same dtype" after the first validation of configs/sft-gulliver.yaml + LoRA.

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from lit_gpt5.cli import main
-from lit_gpt5.training import trainer as precision
+from lit_gpt5.training import trainer as trainer_module
 from lit_gpt5.training.trainer import Trainer, resolve_precision, warn_if_slow
 from tests.conftest import REPO
 
@@ -26,7 +26,7 @@ def test_auto_on_a_cpu_follows_native_bf16(native, expected, why):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_the_trainer_resolves_auto_at_its_one_seam_and_notes_why(native, monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
     trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
     assert trainer.precision == ("bf16-mixed" if native else "32-true")
     note = "bf16-mixed (auto: this CPU computes bf16 natively" if native else "32-true (auto: this CPU has no native"
@@ -36,7 +36,7 @@ def test_the_trainer_resolves_auto_at_its_one_seam_and_notes_why(native, monkeyp
 
 
 def test_explicit_bf16_on_an_emulating_cpu_warns_in_one_line_and_still_runs(monkeypatch, capsys):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
     trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False)
     assert trainer.precision == "bf16-mixed"
     err = [line for line in capsys.readouterr().err.splitlines() if "lit_gpt5" in line]
@@ -56,7 +56,8 @@ def tiny_fit(book_path, root, *extra) -> list[str]:
         f"--data.text_path={book_path}",
         "--data.block_size=16",
         "--data.batch_size=4",
-        "--data.val_batch_size=512",
+        "--data.val_batch_size=64",
+        "--trainer.limit_val_batches=2",
         "--trainer.max_steps=4",
         "--trainer.val_check_interval=2",
         "--trainer.accelerator=cpu",
@@ -73,7 +74,7 @@ def val_losses(out: str) -> list[str]:
 
 
 def test_the_start_up_line_names_the_precision_and_auto_equals_float32_there(book_path, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # a CPU without native bf16
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)  # a CPU without native bf16
     main(tiny_fit(book_path, tmp_path / "auto"))  # the default: auto
     out = capsys.readouterr().out
     assert "lit_gpt5: precision 32-true (auto: this CPU has no native bf16); estimated memory" in out
