@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import lightning as L
 
@@ -130,3 +135,33 @@ class SignalAtValidation(L.Callback):
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.sanity_checking and trainer.global_step == self.step and batch_idx == self.batch:
             os.kill(os.getpid(), self.signum)
+
+
+def quiet_trainer(root: Path | None = None, **kwargs) -> L.Trainer:
+    """A CPU Trainer for in-process tests: no progress bar, no summary, no sanity check; a CSV logger in ``root``
+    when given (tests that read what was logged), else none; no validation and no checkpoints unless asked."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    settings = dict(
+        accelerator="cpu", logger=CSVLogger(root) if root is not None else False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, enable_checkpointing=root is not None,
+    )  # fmt: skip
+    return L.Trainer(**{**settings, **kwargs})
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``path`` with mount(8)'s ``options`` (``size=14m``, ``ro,size=1m``): a full or read-only
+    disk for real (root may write anywhere else, so permissions alone would not stop it). Skips where it cannot."""
+    import pytest
+
+    path.mkdir(exist_ok=True)
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root and mount(8); this disk behaviour is untested here")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_gpt5 import compat
+from tests.helpers import quiet_trainer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lit_gpt5"
 
@@ -104,11 +105,6 @@ def test_align_accumulation_window_makes_the_first_resumed_step_whole(tmp_path):
     assert model.aligned
     assert model.micro_batches_per_step == {3: 2, 4: 2}
     assert compat.completed_micro_batches(resumed) == 6
-
-
-def quiet_trainer(tmp_path, **kwargs) -> L.Trainer:
-    settings = dict(logger=CSVLogger(tmp_path), enable_progress_bar=False, enable_model_summary=False)
-    return L.Trainer(**{**settings, "limit_val_batches": 0, **kwargs})
 
 
 def test_align_accumulation_window_counts_the_batch_a_periodic_save_is_written_in(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -81,6 +82,7 @@ def test_a_stray_file_fails_the_check(tmp_path):
 # --- the package's own layout ------------------------------------------------------------------------------------
 
 PACKAGE = REPO / "lit_gpt5"
+MOVED = importlib.import_module("lit_gpt5.old_paths").MOVED
 # Subpackages, lowest first: a module may import from its own subpackage and those before it, never from a later one.
 LAYERS = ("model", "weights", "resume", "data", "training", "tuning", "tools", "commands")
 # Top-level modules below every subpackage (importable from anywhere, importing none of the subpackages) ...
@@ -276,3 +278,52 @@ def test_our_subclasses_of_library_classes_add_private_fields_of_their_own():
                 found += [f"{cls.__name__}.{name} (also {base.__name__}'s)" for name in written
                           if re.search(rf"\bself\.{name}\b", source)]  # fmt: skip
     assert not found, found
+
+
+def imported_from_elsewhere(paths: list[Path]) -> list[str]:
+    """``from lit_gpt5.x import Name`` where ``Name`` is not defined in ``lit_gpt5.x`` (it only imports it): a second
+    import path for a public name. ``lit_gpt5.data`` is the one exception, the data API its ``__all__`` exports."""
+    import importlib
+
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (
+                isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lit_gpt5")
+            ):
+                continue
+            if node.module == "lit_gpt5.data" or node.module in MOVED:
+                continue
+            module = importlib.import_module(node.module)
+            tree = ast.parse(Path(module.__file__).read_text())
+            defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
+            for n in tree.body:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) else []
+                defined |= {t.id for t in targets if isinstance(t, ast.Name)}
+            for alias in node.names:
+                is_module = (
+                    importlib.util.find_spec(f"{node.module}.{alias.name}") is not None
+                    if hasattr(module, "__path__")
+                    else False
+                )
+                if alias.name not in defined and not is_module:
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {alias.name} from {node.module}")
+    return found
+
+
+def test_every_public_name_is_imported_from_the_module_that_defines_it():
+    paths = [p for folder in ("lit_gpt5", "tests", "benchmarks") for p in sorted((REPO / folder).rglob("*.py"))]
+    paths = [p for p in paths if p.name != "test_old_paths.py"]  # old paths on purpose
+    found = imported_from_elsewhere(paths)
+    assert not found, "import each name from the module that defines it:\n" + "\n".join(found)
+
+
+def test_the_data_api_exports_only_its_own_names():
+    import inspect
+
+    import lit_gpt5.data
+
+    objects = {n: getattr(lit_gpt5.data, n) for n in lit_gpt5.data.__all__}
+    defined = {n: o for n, o in objects.items() if inspect.isclass(o) or inspect.isfunction(o)}
+    foreign = [n for n, o in defined.items() if not o.__module__.startswith("lit_gpt5.data")]
+    assert not foreign, foreign

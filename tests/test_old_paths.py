@@ -143,3 +143,16 @@ def test_every_public_name_of_0_1_still_resolves(monkeypatch):
     assert not missing, "names of 0.1 that no longer resolve (map them in lit_gpt5/old_paths.py):\n" + "\n".join(
         missing
     )
+
+
+def test_the_data_modules_window_sampler_is_now_window_starts(monkeypatch):
+    import torch
+
+    from lit_gpt5.data import TokenWindowDataModule
+
+    monkeypatch.setattr(old_paths, "_warned", set())
+    dm = TokenWindowDataModule(torch.arange(2000) % 50257, block_size=16, batch_size=4)
+    dm.setup("fit")
+    with pytest.warns(LitGPT5DeprecationWarning, match="window_sampler moved to TokenWindowDataModule.window_starts"):
+        old = dm.window_sampler
+    assert torch.equal(old.starts(3), dm.window_starts.starts(3))

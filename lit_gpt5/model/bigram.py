@@ -9,8 +9,10 @@ Two uses, two smoothings of the same counts:
   Kneser-Ney without the continuation counts), ``p(w | v) = max(c(v w) - d, 0) / c(v) + d * N1+(v .) / c(v) *
   p_1(w)`` with add-``alpha`` unigrams (the default).
 
-Either way ``p_1(w)`` alone answers a context never seen, and every token of the vocabulary gets a finite
-log-probability. Bigrams are counted within each segment, never across two.
+Every token of the vocabulary gets a finite log-probability, and bigrams are counted within each segment, never
+across two. A context never seen gets ``p_1(w)`` with absolute discounting, and ``(1 - lam) * p_1(w)`` with
+interpolation: the studies' baseline has always been computed so (notebook 02's bigram losses rest on it), which
+leaves the probabilities after an unseen context summing to ``1 - lam`` rather than 1.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """A full disk while saving a checkpoint: one line, no partial file anywhere, the earlier checkpoint intact."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
+from tests.helpers import tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -16,15 +16,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def small_disk(tmp_path):
     """A 14 MiB tmpfs: room for one checkpoint of the model below (about 9.8 MB), not for a second beside it."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root and mount(8); the full-disk behaviour is untested here")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=14m", "tmpfs", str(disk)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=False)
+    with tmpfs(tmp_path / "disk", "size=14m") as disk:
+        yield disk
 
 
 def test_no_space_left_is_one_line_and_leaves_no_partial_file(book_path, small_disk, tmp_path):

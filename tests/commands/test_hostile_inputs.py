@@ -17,7 +17,7 @@ from lit_gpt5.errors import run_main
 from lit_gpt5.model.gpt import GPT, GPTConfig
 from lit_gpt5.weights.checkpoints import save_checkpoint
 from tests.conftest import REPO
-from tests.helpers import files_under, write_jsonl
+from tests.helpers import files_under, tmpfs, write_jsonl
 
 TINY = ["--model.model_name=gpt-nano", "--model.n_layer=1", "--trainer.max_steps=1", "--trainer.accelerator=cpu"]
 
@@ -59,15 +59,8 @@ def test_a_cache_that_is_a_file_is_one_line(refused, book_path, tmp_path, monkey
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A read-only tmpfs (root may write anywhere else, so permissions alone would not stop it)."""
-    path = tmp_path / "ro"
-    path.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
-    yield path
-    subprocess.run(["umount", str(path)], check=False)
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as path:
+        yield path
 
 
 def test_read_only_outputs_are_one_line(refused, read_only_dir, book_path, nano_ckpt):

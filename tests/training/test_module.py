@@ -6,11 +6,12 @@ import torch
 
 from lit_gpt5.data.batching import collate
 from lit_gpt5.data.instructions import SFTDataset
+from lit_gpt5.errors import NonFiniteLossError
 from lit_gpt5.model.loss import IGNORE_INDEX
 from lit_gpt5.model.tokenizer import get_tokenizer
 from lit_gpt5.training.module import GPTLitModule
 from lit_gpt5.training.settings import compile_blocks
-from lit_gpt5.training.step import NonFiniteLossError, StepMean
+from lit_gpt5.training.step import StepMean
 
 TOK = get_tokenizer()
 

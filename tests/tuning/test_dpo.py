@@ -2,7 +2,6 @@
 
 import math
 
-import lightning as L
 import pytest
 import torch
 
@@ -13,7 +12,7 @@ from lit_gpt5.model.loss import IGNORE_INDEX
 from lit_gpt5.model.tokenizer import EOT, get_tokenizer
 from lit_gpt5.tuning.dpo import DPOLitModule, dpo_loss, sequence_logps
 from lit_gpt5.weights.checkpoints import save_checkpoint
-from tests.helpers import write_jsonl
+from tests.helpers import quiet_trainer, write_jsonl
 
 TOK = get_tokenizer()
 PAIRS = [
@@ -96,13 +95,6 @@ def test_masks_decode_to_exactly_the_responses_and_eos_with_one_shared_prompt():
                        item["rejected_input_ids"][item["rejected_labels"] == IGNORE_INDEX])  # fmt: skip
 
 
-def quiet_trainer(**kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, **kwargs,
-    )  # fmt: skip
-
-
 def datamodule(tmp_path, **kwargs) -> PreferenceDataModule:
     path = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
     return PreferenceDataModule(train_path=path, val_path=path, max_length=64, template="plain", **kwargs)
@@ -111,7 +103,7 @@ def datamodule(tmp_path, **kwargs) -> PreferenceDataModule:
 def test_the_reference_is_frozen_and_precomputed_values_agree(sft_ckpt, tmp_path):
     live = DPOLitModule(init_from=sft_ckpt, learning_rate=1e-2, warmup_steps=0)
     before = {k: v.clone() for k, v in live.reference_model.state_dict().items()}
-    trainer = quiet_trainer(max_steps=4, val_check_interval=4, check_val_every_n_epoch=None)
+    trainer = quiet_trainer(max_steps=4, val_check_interval=4, check_val_every_n_epoch=None, limit_val_batches=None)
     trainer.fit(live, datamodule=datamodule(tmp_path, batch_size=4))
     after = live.reference_model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # bitwise unchanged
