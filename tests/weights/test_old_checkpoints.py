@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_gpt5.old_paths import LitGPT5DeprecationWarning
 from tests.conftest import REPO
 from tests.helpers import write_jsonl
 
@@ -55,22 +56,38 @@ def old_code(tmp_path_factory) -> Path:
     return root
 
 
-def run_old(old_code: Path, args: list[str], cwd: Path) -> str:
-    """``python -m lit_gpt5 <args>`` with the old package, in a process of its own; its stdout."""
+# Runs several commands of the old package in one process (one start-up instead of one per command), each output
+# after a marker line, so that each command's output can be told apart.
+OLD_DRIVER = """
+import json, sys
+from lit_gpt5.__main__ import main
+for name, argv in json.loads(open(sys.argv[1]).read()):
+    print(f"=== {name}", flush=True)
+    main(argv)
+    sys.stdout.flush()
+"""
+
+
+def run_old(old_code: Path, commands: list[tuple[str, list[str]]], cwd: Path) -> dict[str, str]:
+    """``lit-gpt5 <argv>`` of each (name, argv) with the old package, one after the other in a process of its own;
+    each command's stdout by name."""
+    script = cwd / "commands.json"
+    script.write_text(json.dumps(commands))
     env = {**os.environ, "PYTHONPATH": str(old_code)}
-    done = subprocess.run([sys.executable, "-m", "lit_gpt5", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", OLD_DRIVER, str(script)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    parts = done.stdout.split("=== ")[1:]
+    return {part.split("\n", 1)[0]: part.split("\n", 1)[1] for part in parts}
 
 
-def run_new(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m lit_gpt5 <args>`` with today's package (the checkout's), in a process of its own."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "lit_gpt5", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def run_new(args: list[str], capsys) -> str:
+    """``lit-gpt5 <args>`` with today's package, in this process; its stdout."""
+    from lit_gpt5.__main__ import main
+
+    capsys.readouterr()
+    main(args)
+    return capsys.readouterr().out
 
 
 def last(root: Path) -> Path:
@@ -80,38 +97,47 @@ def last(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def old_runs(old_code, shared_dir, tmp_path_factory) -> dict[str, object]:
-    """Checkpoints of the four kinds of run, written by the old code (with a book, records, pairs and prompts)."""
+    """Checkpoints of the four kinds of run, written by the old code (with a book, records, pairs and prompts), and
+    what its generate printed."""
     work = tmp_path_factory.mktemp("old_runs")
     book = shared_dir / "data" / "gutenberg" / "829-0.txt"
     # lr_decay_steps: the same schedule for the run of 2 steps and the run of 4, so that they can be compared.
     pretrain = ["fit", "--model.model_name=gpt-nano", *TINY_MODEL, "--model.lr_decay_steps=4", *TRAINER,
                 f"--data.text_path={book}", "--data.block_size=16", "--data.batch_size=4",
                 "--data.val_batch_size=64"]  # fmt: skip
-    run_old(old_code, [*pretrain, "--trainer.max_steps=4", f"--trainer.default_root_dir={work / 'whole'}"], work)
-    run_old(old_code, [*pretrain, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'half'}"], work)
-    base = last(work / "half")
+    base = work / "half" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     sft = ["fit", f"--model.init_from={base}", "--model.lora_r=2", "--model.warmup_steps=1", *TRAINER,
            "--data=lit_gpt5.sft.SFTDataModule", f"--data.train_path={write_jsonl(work / 'sft.jsonl', RECORDS)}",
            "--data.max_length=16", "--data.batch_size=4", "--data.template=plain"]  # fmt: skip
-    run_old(old_code, [*sft, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'sft'}"], work)
     # From the pretrained base: the old code could not start DPO from a LoRA checkpoint (its merged weights came back
     # frozen; tests/weights/test_checkpoints.py now pins that they do not).
     dpo = ["fit", "--model=lit_gpt5.dpo.DPOLitModule", f"--model.init_from={base}",
            "--model.precompute_reference=true", "--model.warmup_steps=1", *TRAINER,
            "--data=lit_gpt5.dpo.PreferenceDataModule", f"--data.train_path={write_jsonl(work / 'pairs.jsonl', PAIRS)}",
            "--data.max_length=24", "--data.batch_size=2", "--data.template=plain"]  # fmt: skip
-    run_old(old_code, [*dpo, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'dpo'}"], work)
     books = [str(shared_dir / "data" / "gutenberg" / f"{n}-0.txt") for n in (829, 1342, 84)]
-    run_old(old_code, ["reward", "pairs", "--ckpt", str(base), "--text_paths", *books, "--target", "829-0", "--out",
-                       str(work / "reward"), "--train_prompts", "12", "--eval_prompts", "6", "--samples", "2",
-                       "--max_new_tokens", "4", "--prompt_tokens", "4"], work)  # fmt: skip
+    pairs = ["reward", "pairs", "--ckpt", str(base), "--text_paths", *books, "--target", "829-0", "--out",
+             str(work / "reward"), "--train_prompts", "12", "--eval_prompts", "6", "--samples", "2",
+             "--max_new_tokens", "4", "--prompt_tokens", "4"]  # fmt: skip
     rloo = ["fit", "--model=lit_gpt5.rloo.RLOOLitModule", f"--model.init_from={base}", "--model.warmup_steps=1",
             f"--model.reward={work / 'reward' / 'reward.json'}", "--model.samples_per_prompt=2",
             "--model.max_new_tokens=4", "--model.val_samples_per_prompt=1", *TRAINER,
             "--data=lit_gpt5.rloo.PromptDataModule", f"--data.train_path={work / 'reward' / 'train_prompts.jsonl'}",
             f"--data.val_path={work / 'reward' / 'eval_prompts.jsonl'}", "--data.batch_size=2"]  # fmt: skip
-    run_old(old_code, [*rloo, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'rloo'}"], work)
-    return {"work": work, "pretrain": pretrain, "sft": sft, "dpo": dpo, "rloo": rloo}
+    sft_ckpt = work / "sft" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    ask = ["generate", "--ckpt", str(sft_ckpt), "--instruction", "Name the number 3.", "--max_new_tokens", "8",
+           "--temperature", "0", "--device", "cpu"]  # fmt: skip
+    printed = run_old(old_code, [
+        ("whole", [*pretrain, "--trainer.max_steps=4", f"--trainer.default_root_dir={work / 'whole'}"]),
+        ("half", [*pretrain, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'half'}"]),
+        ("sft", [*sft, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'sft'}"]),
+        ("dpo", [*dpo, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'dpo'}"]),
+        ("pairs", pairs),
+        ("rloo", [*rloo, "--trainer.max_steps=2", f"--trainer.default_root_dir={work / 'rloo'}"]),
+        ("generate", ask),
+    ], work)  # fmt: skip
+    return {"work": work, "pretrain": pretrain, "sft": sft, "dpo": dpo, "rloo": rloo, "ask": ask,
+            "generated": printed["generate"]}  # fmt: skip
 
 
 def model_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -119,25 +145,26 @@ def model_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if k.startswith("model.")}
 
 
-def test_an_old_pretraining_run_finishes_with_the_new_code_as_the_old_code_would_have(old_runs):
+def test_an_old_pretraining_run_finishes_with_the_new_code_as_the_old_code_would_have(old_runs, capsys):
     work = old_runs["work"]
     ckpt = last(work / "half")
     hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hparams["_class_path"] == "lit_gpt5.lit_module.GPTLitModule"  # written by the old code, with its paths
-    said = run_new([*old_runs["pretrain"], "--trainer.max_steps=4", f"--ckpt_path={ckpt}",
-                    f"--trainer.default_root_dir={work / 'resumed'}"], work)  # fmt: skip
-    assert "lit_gpt5.lit_module.GPTLitModule moved to lit_gpt5.training.module.GPTLitModule" in said.stderr
+    said = "lit_gpt5.lit_module.GPTLitModule moved to lit_gpt5.training.module.GPTLitModule"
+    with pytest.warns(LitGPT5DeprecationWarning, match=said):
+        run_new([*old_runs["pretrain"], "--trainer.max_steps=4", f"--ckpt_path={ckpt}",
+                 f"--trainer.default_root_dir={work / 'resumed'}"], capsys)  # fmt: skip
     resumed, whole = model_weights(last(work / "resumed")), model_weights(last(work / "whole"))
     assert resumed.keys() == whole.keys()
     assert all(torch.equal(resumed[k], whole[k]) for k in whole), "old + new differs from the old run alone"
 
 
 @pytest.mark.parametrize("kind", ["sft", "dpo", "rloo"])
-def test_old_lora_dpo_and_rloo_runs_resume(old_runs, kind):
+def test_old_lora_dpo_and_rloo_runs_resume(old_runs, kind, capsys):
     work = old_runs["work"]
     ckpt = last(work / kind)
     run_new([*old_runs[kind], "--trainer.max_steps=3", f"--ckpt_path={ckpt}",
-             f"--trainer.default_root_dir={work / (kind + '-resumed')}"], work)  # fmt: skip
+             f"--trainer.default_root_dir={work / (kind + '-resumed')}"], capsys)  # fmt: skip
     resumed = torch.load(last(work / (kind + "-resumed")), map_location="cpu", weights_only=True)
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert resumed["global_step"] == 3 and resumed["lit_gpt5"]["global_batches"] > saved["lit_gpt5"]["global_batches"]
@@ -149,14 +176,12 @@ def test_old_lora_dpo_and_rloo_runs_resume(old_runs, kind):
         assert resumed["lit_gpt5"]["lora"] == saved["lit_gpt5"]["lora"] and resumed["lit_gpt5"]["lora"]["r"] == 2
 
 
-def test_old_checkpoints_convert_and_generate_as_before(old_code, old_runs):
+def test_old_checkpoints_convert_and_generate_as_before(old_runs, capsys):
     work = old_runs["work"]
     sft, base = last(work / "sft"), last(work / "half")
-    ask = ["generate", "--ckpt", str(sft), "--instruction", "Name the number 3.", "--max_new_tokens", "8",
-           "--temperature", "0", "--device", "cpu"]  # fmt: skip
-    assert run_new(ask, work).stdout == run_old(old_code, ask, work)
-    run_new(["convert", "to-hf", "--ckpt", str(base), "--out", str(work / "hf")], work)
-    run_new(["convert", "to-peft", "--ckpt", str(sft), "--out", str(work / "peft")], work)
+    assert run_new(old_runs["ask"], capsys) == old_runs["generated"]  # greedy: the very same tokens
+    run_new(["convert", "to-hf", "--ckpt", str(base), "--out", str(work / "hf")], capsys)
+    run_new(["convert", "to-peft", "--ckpt", str(sft), "--out", str(work / "peft")], capsys)
     config = json.loads((work / "hf" / "config.json").read_text())
     assert (config["n_layer"], config["n_embd"]) == (1, 16)
     assert json.loads((work / "peft" / "adapter_config.json").read_text())["r"] == 2
