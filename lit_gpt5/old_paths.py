@@ -223,9 +223,16 @@ class OldPathFinder(importlib.abc.MetaPathFinder):
     """Finds old module paths, after Python's own finders have found no module of that name."""
 
     def find_spec(self, fullname: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MOVED or not fullname.startswith("lit_gpt5."):
-            return None
+        if fullname not in MOVED or not fullname.startswith("lit_gpt5.") or not _is_module(MOVED[fullname]):
+            return None  # not ours, or a name that moved (a class, a function): no module to import
         return importlib.machinery.ModuleSpec(fullname, _OldModuleLoader(), origin=f"moved to {MOVED[fullname]}")
+
+
+def _is_module(path: str) -> bool:
+    try:
+        return importlib.util.find_spec(path) is not None
+    except ImportError:  # its parent is a module, not a package: path is a name inside it
+        return False
 
 
 def install() -> None:
