@@ -96,7 +96,8 @@ def run_main(main: Callable[[], T]) -> T:
             cause = _find(err, (OSError,))
             if cause is None or not cause.filename or debug_enabled():
                 raise
-            print(f"error: {os_error_message(cause, 'use')}", file=sys.stderr)
+            what = "write" if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "use"
+            print(f"error: {os_error_message(cause, what)}", file=sys.stderr)
             raise SystemExit(2) from None
         if debug_enabled():
             raise

@@ -4,8 +4,10 @@ the one place where a file-system error on an output becomes a one-line message 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +23,9 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     The rename is atomic on POSIX and Windows when both paths are on the same file system, which is why the
     temporary file lives in the destination's own directory. A reader therefore sees the old file or the new
     one, never a partial one, and a leftover ``*.part`` file is never mistaken for a cache entry.
+
+    A failure to write (a full disk, an I/O error), whatever the writing library raised for it, leaves as an
+    ``OSError`` that names ``dest`` (``write_failure``): one line to the user, never a traceback.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -33,8 +38,78 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; a file the usual way is 0666 & ~umask
         os.replace(tmp_path, dest)
-    except BaseException:
+    except BaseException as err:
+        failure = write_failure(err, dest)  # before the partial file goes: it is what fills the disk
         tmp_path.unlink(missing_ok=True)
+        if failure is not None:
+            raise failure from err
+        raise
+
+
+# A write that fails while its file system has less than this left failed for want of space, whatever the writing
+# library called it: NumPy ("N requested and M written", no path), safetensors (a SafetensorError), torch's zip
+# writer (a RuntimeError, "unexpected pos") each say it their own way.
+NEARLY_FULL = 1 << 20
+
+
+def write_failure(err: BaseException, dest: Path) -> OSError | None:
+    """The failure to write ``dest`` as an ``OSError`` naming it, or None when ``err`` is not an I/O failure (a bug, a
+    Ctrl-C: those go on as they are)."""
+    if not isinstance(err, Exception):
+        return None
+    if isinstance(err, OSError) and err.errno is not None:
+        return OSError(err.errno, err.strerror or str(err), str(dest))
+    if "No space left on device" in str(err) or _nearly_full(dest.parent):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+    return OSError(errno.EIO, str(err), str(dest)) if isinstance(err, OSError) else None
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
+def write_all_or_nothing(files: dict[Path, bytes]) -> None:
+    """Several files that belong together (a training and a held-out set), each written whole to a temporary file
+    beside it first and renamed only once every one is: a failure leaves none of them, new or changed."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for dest, data in files.items():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            written.append((Path(tmp), dest))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException as err:
+                failure = write_failure(err, dest)
+                if failure is not None:
+                    raise failure from err
+                raise
+            os.chmod(tmp, 0o666 & ~current_umask())
+    except BaseException:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, dest in written:
+        os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def new_folder(path: Path) -> Iterator[Path]:
+    """``path`` as the folder a command writes its outputs into: created if missing, and removed again (when it was
+    created here and is still empty) if the command fails, so a failed command leaves no empty folder behind."""
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
         raise
 
 

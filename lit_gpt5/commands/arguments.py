@@ -42,7 +42,8 @@ def fraction(text: str) -> float:
 
 
 def output_dir(path: str, flag: str = "--out") -> Path:
-    """A directory to write into: created if missing; an existing file there is an error, not overwritten."""
+    """A directory to write into (made by the command that writes, see ``lit_gpt5.files.new_folder``); an existing
+    file there is an error, not overwritten."""
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {out} is an existing file; pass a directory (it is created if missing)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lit_gpt5.commands.arguments import CommandParser
 from lit_gpt5.errors import UserError
-from lit_gpt5.files import check_output_dir, write_bytes_atomic
+from lit_gpt5.files import check_output_dir, new_folder, write_bytes_atomic
 from lit_gpt5.weights.checkpoints import load_checkpoint, save_checkpoint, tuning_template
 from lit_gpt5.weights.hf import load_hf, save_hf
 from lit_gpt5.weights.peft import save_peft_adapter
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--out {out} is an existing file; pass a directory (it is created if missing)")
         check_output_dir(out, "--out")
         model = load_checkpoint(args.ckpt, merge=False)
-        save_peft_adapter(model, out, args.base)
+        with new_folder(out):
+            save_peft_adapter(model, out, args.base)
         print(f"wrote {args.out}: LoRA adapters; load them with peft.PeftModel.from_pretrained(GPT2LMHeadModel, ...)")
         return
     if args.command == "to-hf":
@@ -49,10 +50,11 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--out {out} is an existing file; pass a directory (it is created if missing)")
         check_output_dir(out, "--out")
         model = load_checkpoint(args.ckpt)
-        save_hf(model, out)
         template = tuning_template(args.ckpt)
-        if template is not None:  # so `lit-gpt5 generate --instruction` formats prompts as in tuning
-            write_bytes_atomic(out / "lit_gpt5.json", (json.dumps({"template": template}) + "\n").encode())
+        with new_folder(out):
+            save_hf(model, out)
+            if template is not None:  # so `lit-gpt5 generate --instruction` formats prompts as in tuning
+                write_bytes_atomic(out / "lit_gpt5.json", (json.dumps({"template": template}) + "\n").encode())
         print(f"wrote {args.out}: {model.num_params():,} parameters; load it with GPT2LMHeadModel.from_pretrained")
     else:
         if out.is_dir():

@@ -3,6 +3,7 @@
     lit-gpt5 data build --out store/ --book_ids 829 1342 84
     lit-gpt5 data build --out store/ --text_paths my_book.txt --folders texts/ --jsonl corpus.jsonl
     lit-gpt5 data info store/
+    lit-gpt5 data verify store/          # every shard's sha256 against the manifest (training checks each once)
 
 How a build works (resumable, one at a time, sources checked for change): ``lit_gpt5.data.store_build``.
 """
@@ -19,13 +20,14 @@ from lit_gpt5.errors import UserError
 
 
 def info(path: str | os.PathLike) -> str:
-    """What a store holds, per source: documents and tokens."""
-    store = TokenStore(path)
+    """What a store holds, per source: documents and tokens (an unfinished store says so)."""
+    store = TokenStore(path, allow_unfinished=True)
     by_source: dict[str, list[int]] = {}
     for doc in store.documents:
         by_source.setdefault(doc.source, []).append(doc.length)
     lines = [f"{store.path}: {len(store.documents)} documents, {sum(sum(v) for v in by_source.values()):,} tokens in "
-             f"{len(store.manifest['shards'])} shards ({store.manifest['tokenizer']}, {store.dtype})"]  # fmt: skip
+             f"{len(store.manifest['shards'])} shards ({store.manifest['tokenizer']}, {store.dtype})"
+             + ("" if store.complete else "; NOT FINISHED: run the same lit-gpt5 data build again")]  # fmt: skip
     lines += [f"  {name}: {len(v)} documents, {sum(v):,} tokens" for name, v in sorted(by_source.items())]
     return "\n".join(lines)
 
@@ -46,9 +48,17 @@ def main(argv: list[str] | None = None) -> None:
     build_p.add_argument("--shard_tokens", type=int, default=64 * 2**20, help="tokens per shard")
     info_p = sub.add_parser("info", help="what a store holds")
     info_p.add_argument("store")
+    verify_p = sub.add_parser("verify", help="check every shard's sha256 against the manifest")
+    verify_p.add_argument("store")
     args = parser.parse_args(argv)
     if args.command == "info":
         print(info(args.store))
+        return
+    if args.command == "verify":
+        store = TokenStore(args.store, allow_unfinished=True)
+        read, seconds = store.verify(again=True)
+        print(f"{store.path}: {len(store.manifest['shards'])} shards match the manifest ({read / 2**20:,.0f} MiB "
+              f"read in {seconds:.1f} s)")  # fmt: skip
         return
     if not (args.book_ids or args.text_paths or args.folders or args.jsonl or args.parquet):
         raise UserError("nothing to build from: give --book_ids, --text_paths, --folders, --jsonl or --parquet")

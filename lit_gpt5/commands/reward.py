@@ -97,7 +97,7 @@ def _show_info(args) -> dict:
 def _pairs(args) -> None:
     from lit_gpt5.data.records import write_jsonl
     from lit_gpt5.data.segments import split_bounds
-    from lit_gpt5.files import check_output_dir, current_umask
+    from lit_gpt5.files import check_output_dir, current_umask, write_bytes_atomic
     from lit_gpt5.model.tokenizer import get_tokenizer
     from lit_gpt5.tuning.rollouts import rollout_seed, sample_continuations
     from lit_gpt5.weights.checkpoints import load_model
@@ -147,7 +147,7 @@ def _pairs(args) -> None:
         write_jsonl(tmp / "pairs.jsonl", records)
         write_jsonl(tmp / "train_prompts.jsonl", prompts["train"])
         write_jsonl(tmp / "eval_prompts.jsonl", prompts["eval"])
-        (tmp / "reward.json").write_text(json.dumps(spec, indent=1) + "\n")
+        write_bytes_atomic(tmp / "reward.json", (json.dumps(spec, indent=1) + "\n").encode())
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

@@ -16,8 +16,9 @@ import sys
 from lit_gpt5.commands.arguments import CommandParser, fraction, output_dir, positive_int
 from lit_gpt5.data.gulliver import GulliverInstructDataModule, GulliverPreferenceDataModule
 from lit_gpt5.data.instructions import SFTDataset, as_dicts, read_records
-from lit_gpt5.data.records import write_jsonl
+from lit_gpt5.data.records import jsonl_bytes
 from lit_gpt5.errors import UserError
+from lit_gpt5.files import new_folder, write_all_or_nothing
 from lit_gpt5.model.loss import IGNORE_INDEX
 from lit_gpt5.model.tokenizer import get_tokenizer
 
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     out = output_dir(args.out)
     kind = GulliverInstructDataModule if args.command == "gulliver" else GulliverPreferenceDataModule
     train, val = kind(text_path=args.text_path, val_fraction=args.val_fraction).load_records()
-    for name, split in (("train", train), ("val", val)):
-        write_jsonl(out / f"{name}.jsonl", split)
+    with new_folder(out):  # both files or neither, and no folder left by a failure
+        write_all_or_nothing({out / "train.jsonl": jsonl_bytes(train), out / "val.jsonl": jsonl_bytes(val)})
     what = "records" if args.command == "gulliver" else "preference pairs"
     print(f"wrote {len(train)} training and {len(val)} held-out {what} to {out}")
 

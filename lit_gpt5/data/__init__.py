@@ -10,7 +10,8 @@ GutenbergDataModule``.
 ``window_module``   ``TokenWindowDataModule``: windows of any token tensors, or of a token store
 ``gutenberg``       Project Gutenberg downloads, the verified cache, header and licence stripping
 ``book_module``     ``BookSource``, the token cache, ``GutenbergDataModule``
-``store``           a token store on disk: reading it (``TokenStore``, windows by ``pread``)
+``store``           a token store on disk: reading it (``TokenStore``, windows by ``pread``), its shards checked
+``store_manifest``  a store's manifest: its fields checked, whether its build finished, its identity
 ``store_build``     building a token store (``lit-gpt5 data build``)
 ``protocols``       what the package reads from a data module or record data set, as ``typing.Protocol``
 ``records``         JSON/JSONL record files: validated reading, the held-out split by hash, atomic writing

@@ -131,8 +131,9 @@ def check_is_text(text: str, source: str) -> str:
     return text
 
 
-def read_text_file(path: str | os.PathLike) -> str:
-    data = read_input(path, "text file", "--data.text_path")
+def read_text_file(path: str | os.PathLike, flag: str = "--data.text_path") -> str:
+    """A local text file's text, decoded and checked; errors name ``flag``, the option that gave the path."""
+    data = read_input(path, "text file", flag)
     if looks_like_html(data):
         raise UserError(not_text_message(str(Path(path).expanduser()), "it starts with HTML markup"))
     return decode_text(data, str(Path(path).expanduser()))

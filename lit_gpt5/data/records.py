@@ -99,7 +99,11 @@ def split_by_hash(
     return train, val
 
 
+def jsonl_bytes(records: Sequence[dict]) -> bytes:
+    """One JSON object per line, UTF-8."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
 def write_jsonl(path: str | os.PathLike, records: Sequence[dict]) -> None:
-    """One JSON object per line, UTF-8, written atomically (the file is whole or absent)."""
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    write_bytes_atomic(path, lines.encode("utf-8"))
+    """Records as JSONL (``jsonl_bytes``), written atomically (the file is whole or absent)."""
+    write_bytes_atomic(path, jsonl_bytes(records))

@@ -2,17 +2,18 @@
 
 A store is a folder::
 
-    manifest.json         format, tokenizer (name and sha256 of its ranks), cleaning version, token dtype,
-                          every shard (file, tokens, sha256) and every document (id, key, source, name, shard,
-                          offset, length, sha256 of its cleaned text): the index
+    manifest.json         the index (``lit_gpt5.data.store_manifest``): tokenizer, dtype, every shard and document,
+                          and whether its build finished
     shard-00000.bin       the tokens of whole documents, one after the other, as raw little-endian uint16
     shard-00001.bin       (uint32 for a tokenizer with more than 65,536 ids)
+    .verified.json        the shards whose sha256 was checked, with the size and time each had then
 
 Shards and the manifest are each written whole or not at all (``lit_gpt5.files.atomic_path``); the manifest is
 rewritten after every shard, and a shard not in the manifest does not exist as far as readers are concerned, so an
-interrupted build leaves a store that is complete up to its last shard and resumes from there
-(``lit_gpt5.data.store_build``). Readers check the format, the tokenizer and every shard's size before using a store,
-and read windows with ``pread``: no shard is mapped or loaded, so a training process's memory does not grow with the
+interrupted build leaves a store that is consistent up to its last shard and resumes from there
+(``lit_gpt5.data.store_build``); it says it is not finished, and training refuses it unless told otherwise. Readers
+check the manifest, the tokenizer, every shard's size and, once per shard as written (``verify``), its sha256, then
+read windows with ``pread``: no shard is mapped or loaded, so a training process's memory does not grow with the
 corpus (only the index, a few numbers per document, is in memory).
 """
 
@@ -20,84 +21,43 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lit_gpt5.data.segments import Segments
+from lit_gpt5.data.store_manifest import (
+    LOCK,
+    Document,
+    builder_alive,
+    check_compatible,
+    identity,
+    is_complete,
+    read_manifest,
+)
 from lit_gpt5.errors import UserError
+from lit_gpt5.files import sha256_file, write_bytes_atomic
+from lit_gpt5.log import get_logger
 
-FORMAT = 1
-# Bumped whenever cleaning (lit_gpt5.data.gutenberg.clean_gutenberg) changes what it keeps of a text: a store built
-# with other cleaning is refused rather than mixed with new documents.
-CLEANING_VERSION = 1
-MANIFEST = "manifest.json"
-LOCK = ".build.lock"
+log = get_logger(__name__)
 
-
-@dataclass(frozen=True)
-class Document:
-    """One document of a store: where its tokens are, and where it came from."""
-
-    id: int
-    key: str  # what identifies its source: "gutenberg:829", "file:/abs/path", "jsonl:/abs/path#17"
-    source: str  # its group (a Gutenberg book's id, a folder, a JSONL file): val/loss/<source> is per group
-    name: str
-    shard: int
-    offset: int  # in tokens, within the shard
-    length: int
-    sha256: str  # of the cleaned text
-
-
-def tokenizer_identity() -> dict:
-    """The tokenizer a store is built with, as the manifest records it."""
-    from lit_gpt5.model.tokenizer import RANKS_SHA256, get_tokenizer
-
-    tokenizer = get_tokenizer()
-    return {"tokenizer": tokenizer.name, "tokenizer_sha256": RANKS_SHA256, "vocab_size": tokenizer.n_vocab}
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
-
-
-def read_manifest(path: Path) -> dict | None:
-    """The manifest of the store at ``path``, or None where there is none; a one-line error for a damaged one."""
-    manifest = path / MANIFEST
-    if not manifest.exists():
-        return None
-    try:
-        data = json.loads(manifest.read_text())
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"format {data.get('format') if isinstance(data, dict) else '?'}")
-        return data
-    except (ValueError, OSError) as err:
-        raise UserError(f"{manifest} is not a lit_gpt5 token store manifest ({err}); rebuild the store") from None
-
-
-def check_compatible(path: Path, manifest: dict) -> None:
-    """Refuse a store built with another tokenizer or other cleaning: its tokens would mean other things."""
-    ours = tokenizer_identity()
-    for key in ("tokenizer", "tokenizer_sha256"):
-        if manifest.get(key) != ours[key]:
-            raise UserError(
-                f"the token store {path} was built with tokenizer {manifest.get('tokenizer')!r} "
-                f"({str(manifest.get('tokenizer_sha256'))[:12]}…), not this package's {ours['tokenizer']!r}: "
-                "build a new store (lit-gpt5 data build --out NEW_DIR …)"
-            )
-    if manifest.get("cleaning") != CLEANING_VERSION:
-        raise UserError(
-            f"the token store {path} was built with text cleaning version {manifest.get('cleaning')}, this package "
-            f"cleans with version {CLEANING_VERSION}: build a new store"
-        )
+VERIFIED = ".verified.json"
 
 
 class TokenStore:
-    """A store opened for reading: its documents, and their tokens by ``pread``."""
+    """A store opened for reading: its documents, and their tokens by ``pread``.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    Args:
+        path: the store's folder.
+        allow_unfinished: read a store whose build did not finish (the documents of its shards so far); refused
+            otherwise, with the way to finish it.
+        verify: check every shard's sha256 against the manifest, each shard once as long as its size and time are
+            those it was checked with (recorded in ``.verified.json``): a whole read of the store the first time.
+    """
+
+    def __init__(self, path: str | os.PathLike, allow_unfinished: bool = False, verify: bool = False) -> None:
         self.path = Path(path).expanduser()
         if not self.path.is_dir():
             raise UserError(f"--data.store {self.path} is not a folder; build one with lit-gpt5 data build --out DIR")
@@ -108,6 +68,16 @@ class TokenStore:
             raise UserError(f"{self.path} is not a complete token store: {why}; (re)run lit-gpt5 data build")
         check_compatible(self.path, manifest)
         self.manifest = manifest
+        self.complete = is_complete(self.path, manifest)
+        if not self.complete and not allow_unfinished:
+            owner = _lock_owner(self.path)
+            building = owner is not None and builder_alive(owner)
+            now = f"is being built by process {owner}" if building else "stopped before it finished"
+            raise UserError(
+                f"the token store {self.path} is not finished: its build {now} ({len(manifest['documents'])} "
+                f"documents in {len(manifest['shards'])} shards so far); run the same lit-gpt5 data build again to "
+                "finish it, or pass --data.allow_unfinished_store true to train on what it holds"
+            )
         self.dtype = np.dtype(manifest["dtype"])
         self.documents = [Document(**d) for d in manifest["documents"]]
         if not self.documents:
@@ -122,6 +92,50 @@ class TokenStore:
                 raise UserError(
                     f"shard {file} is truncated or damaged ({size:,} bytes, {expected:,} expected); rebuild the store"
                 )
+        if verify:
+            self.verify()
+
+    @property
+    def identity(self) -> str:
+        """The hash of what the store holds (``lit_gpt5.data.store_manifest.identity``): a resumed run checks it."""
+        return identity(self.manifest)
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of ids of the tokenizer the store was built with: no token of it is as large."""
+        return int(self.manifest["vocab_size"])
+
+    def verify(self, again: bool = False) -> tuple[int, float]:
+        """Check each shard's sha256 against the manifest: a one-line error for a shard whose bytes changed (another
+        store's tokens of the same size, a bit flipped). A shard checked before with the same size and time is not
+        read again unless ``again``. Returns (bytes read, seconds)."""
+        record_path = self.path / VERIFIED
+        try:
+            record = json.loads(record_path.read_text()) if record_path.exists() and not again else {}
+        except (ValueError, OSError):
+            record = {}
+        checked, read, start = {}, 0, time.perf_counter()
+        for shard in self.manifest["shards"]:
+            file = self.path / shard["file"]
+            stat = file.stat()
+            seen = [stat.st_size, stat.st_mtime_ns, shard["sha256"]]
+            if record.get(shard["file"]) != seen:
+                read += stat.st_size
+                if sha256_file(file) != shard["sha256"]:
+                    raise UserError(
+                        f"shard {file} of the token store is not the one its manifest lists (its sha256 differs: "
+                        "rewritten or damaged since the build); rebuild the store"
+                    )
+            checked[shard["file"]] = seen
+        seconds = time.perf_counter() - start
+        if read and checked != record:
+            try:
+                write_bytes_atomic(record_path, (json.dumps(checked, indent=1) + "\n").encode())
+            except OSError:  # a store on a read-only disk: checked again next time
+                log.warning(f"lit_gpt5: cannot record the checked shards in {record_path}; they are checked each time")
+        if read:
+            log.info(f"lit_gpt5: checked {read / 2**20:,.0f} MiB of shards of {self.path} in {seconds:.1f} s")
+        return read, seconds
 
     def _fd(self, shard: int) -> int:
         # Opened lazily, per process: a DataLoader worker opens its own descriptors after the fork.
@@ -164,7 +178,6 @@ def store_split(
     store, each split on its own as a book is (``lit_gpt5.data.segments.split_bounds``). Documents too short to hold
     a window and a held-out part are left out, with one line saying how many."""
     from lit_gpt5.data.segments import split_bounds
-    from lit_gpt5.log import get_logger
 
     train: list[tuple[Document, int, int]] = []
     sources: list[str] = []
@@ -179,10 +192,23 @@ def store_split(
         sources += [doc.source] * len(doc_train)
         held_out.setdefault(doc.source, []).extend((doc, a, b) for a, b in doc_held_out)
     if short:
-        get_logger(__name__).warning(
+        log.warning(
             f"lit_gpt5: {short} of {len(store.documents)} documents of {store.path} are shorter than two windows of "
             f"{block_size + 1} tokens and are left out"
         )
     if not train:
         raise UserError(f"no document of the token store {store.path} holds two windows of {block_size + 1} tokens")
     return StoreSegments(store, train), {s: StoreSegments(store, r) for s, r in held_out.items()}, sources
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int((path / LOCK).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def __getattr__(name: str) -> object:  # names of 0.1 that moved to lit_gpt5.data.store_manifest
+    from lit_gpt5.old_paths import moved_names
+
+    return moved_names(__name__)(name)

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_gpt5.data.store import (
+from lit_gpt5.data.store_manifest import (
     CLEANING_VERSION,
     FORMAT,
     LOCK,
     MANIFEST,
+    builder_alive,
     check_compatible,
     read_manifest,
     token_dtype,
@@ -48,10 +49,10 @@ class Source:
     text: Callable[[], str]
 
 
-def _file_text(path: Path) -> str:
+def _file_text(path: Path, flag: str) -> str:
     from lit_gpt5.data.gutenberg import clean_gutenberg, read_text_file
 
-    return clean_gutenberg(read_text_file(path), require_markers=False, source=str(path))
+    return clean_gutenberg(read_text_file(path, flag), require_markers=False, source=str(path))
 
 
 def sources(
@@ -66,13 +67,14 @@ def sources(
         )
     for text_path in text_paths:
         path = Path(text_path).expanduser().resolve()
-        yield Source(f"file:{path}", path.stem, path.stem, lambda p=path: _file_text(p))
+        yield Source(f"file:{path}", path.stem, path.stem, lambda p=path: _file_text(p, "--text_paths"))
     for folder in folders:
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
             raise UserError(f"--folders {root} is not a folder")
         for path in sorted(root.rglob("*.txt")):
-            yield Source(f"file:{path}", root.name, str(path.relative_to(root)), lambda p=path: _file_text(p))
+            name = str(path.relative_to(root))
+            yield Source(f"file:{path}", root.name, name, lambda p=path: _file_text(p, "--folders"))
     for file in jsonl:
         yield from _records(Path(file).expanduser().resolve(), "jsonl", text_field)
     for file in parquet:
@@ -131,7 +133,7 @@ class _Lock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 pid = self._owner()
-                if pid is not None and _alive(pid):
+                if pid is not None and builder_alive(pid):
                     raise UserError(
                         f"the token store {self.path.parent} is being built by process {pid}; wait for it to finish "
                         f"(or remove {self.path} if that process is gone)"
@@ -153,16 +155,6 @@ class _Lock:
         self.path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
-
-
 def build(
     out: str | os.PathLike,
     documents: Iterator[Source],
@@ -170,15 +162,38 @@ def build(
     shard_tokens: int = 64 * 2**20,
     progress: bool = True,
 ) -> dict:
-    """Add ``documents`` to the store at ``out`` (created if missing); returns its manifest."""
+    """Add ``documents`` to the store at ``out`` (created if missing); returns its manifest.
+
+    Only a store is ever touched: a folder that holds files but no manifest (nor the lock of a build of ours) is
+    refused, not cleaned. A new store that ends with nothing in it (every document empty, or a failure before its
+    first shard) leaves no folder behind."""
     out = check_output_dir(out, "--out")
     created = not out.exists()
+    if not created and any(out.iterdir()) and not (out / MANIFEST).exists() and not (out / LOCK).exists():
+        raise UserError(
+            f"--out {out} holds files but is not a token store (it has no manifest.json): choose a new or empty "
+            "folder (a build cleans up only its own stores' leftovers)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _build(out, documents, workers or os.cpu_count() or 1, shard_tokens, progress)
-    finally:
-        if created and not any(out.iterdir()):  # a build that stored nothing leaves no empty folder behind
-            out.rmdir()
+        manifest = _build(out, documents, workers or os.cpu_count() or 1, shard_tokens, progress)
+        if created and not manifest["documents"]:
+            raise UserError(
+                f"nothing was stored in {out}: every document was empty after cleaning (see above); no store was made"
+            )
+    except BaseException:
+        if created and not (read_manifest(out) or {}).get("shards"):
+            _remove_empty_store(out)  # a new store that got no shard: nothing is left behind
+        raise
+    return manifest
+
+
+def _remove_empty_store(out: Path) -> None:
+    """The folder of a new store that holds no shard: its manifest, lock and partial files, then the folder."""
+    for path in [out / MANIFEST, out / LOCK, *out.glob(".*.part")]:
+        path.unlink(missing_ok=True)
+    if not any(out.iterdir()):
+        out.rmdir()
 
 
 def write_tokens(path: Path, tokens: np.ndarray) -> None:
@@ -191,6 +206,10 @@ def _build(out: Path, documents: Iterator[Source], workers: int, shard_tokens: i
 
     from lit_gpt5.model.tokenizer import get_tokenizer
 
+    def write_manifest(complete: bool) -> None:
+        manifest["complete"] = complete
+        write_bytes_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+
     with _Lock(out):
         manifest = read_manifest(out)
         if manifest is None:
@@ -199,6 +218,8 @@ def _build(out: Path, documents: Iterator[Source], workers: int, shard_tokens: i
             manifest["dtype"] = token_dtype(manifest["vocab_size"]).str
         else:
             check_compatible(out, manifest)
+        # Not finished until the end: a build that stops (killed, a full disk) leaves a store that says so.
+        write_manifest(complete=False)
         listed = {s["file"] for s in manifest["shards"]}
         for stale in list(out.glob("shard-*.bin")) + list(out.glob(".shard-*.part")):
             if stale.name not in listed:  # from a build that stopped before its manifest listed it
@@ -225,7 +246,7 @@ def _build(out: Path, documents: Iterator[Source], workers: int, shard_tokens: i
                                               "length": len(ids), "sha256": sha})  # fmt: skip
                 offset += len(ids)
             manifest["shards"].append({"file": name, "tokens": offset, "sha256": sha256_file(out / name)})
-            write_bytes_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+            write_manifest(complete=False)
             shard, shard_size = [], 0
 
         def tokenize() -> None:
@@ -266,8 +287,7 @@ def _build(out: Path, documents: Iterator[Source], workers: int, shard_tokens: i
                 pending_bytes = 0
         tokenize()
         flush()
-        if not (out / MANIFEST).exists():  # nothing was added to a new store: still a (empty) store
-            write_bytes_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        write_manifest(complete=True)
         log.info(f"lit_gpt5: {added} documents added, {skipped} already stored, {empty} empty; {out}")
     return manifest
 

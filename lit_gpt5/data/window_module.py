@@ -4,6 +4,7 @@ documents of a token store: the data module other projects import (and ``Gutenbe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -46,6 +47,8 @@ class TokenWindowDataModule(L.LightningDataModule):
             with the validation loss also per source (``val/loss/<source>``).
         source_weights: with ``store`` and ``random`` sampling, draw each window's source with these relative
             weights (``{"829": 1, "1342": 3}``) instead of in proportion to the sources' sizes.
+        allow_unfinished_store: train on a store whose build did not finish (what its shards hold so far); refused
+            otherwise. Every store's shards are checked against their sha256 once (``lit-gpt5 data verify``).
     """
 
     batch_kind = "tokens"  # batches (x, y): what GPTLitModule trains on
@@ -65,6 +68,7 @@ class TokenWindowDataModule(L.LightningDataModule):
         seed: int = 0,
         store: str | None = None,
         source_weights: dict[str, float] | None = None,
+        allow_unfinished_store: bool = False,
     ) -> None:
         super().__init__()
         check_positive(block_size=block_size, batch_size=batch_size)
@@ -93,6 +97,9 @@ class TokenWindowDataModule(L.LightningDataModule):
         self.val_segments: list[torch.Tensor] = []
         self.val_sets: dict[str, list[torch.Tensor] | Segments] = {}  # held-out segments per document (or source)
         self.segment_sources: list[str] | None = None  # with a store: each training segment's source
+        self.store_identity: str | None = None  # with a store: what it holds, as one hash (saved with checkpoints)
+        # One more than the largest token id the data can hold: checked against the model's vocabulary before a run.
+        self.token_id_bound: int | None = None
 
     def load_documents(self) -> dict[str, torch.Tensor]:
         """The token tensors to train on, by name."""
@@ -122,9 +129,9 @@ class TokenWindowDataModule(L.LightningDataModule):
         from lit_gpt5.data.store import TokenStore, store_split
 
         hp = self.hparams
-        train, val_sets, sources = store_split(
-            TokenStore(hp.store), self.block_size, hp.val_fraction, hp.split, hp.interleave_blocks
-        )
+        store = TokenStore(hp.store, allow_unfinished=hp.allow_unfinished_store, verify=True)
+        self.store_identity, self.token_id_bound = store.identity, store.vocab_size
+        train, val_sets, sources = store_split(store, self.block_size, hp.val_fraction, hp.split, hp.interleave_blocks)
         self.segment_sources = sources
         self.train_dataset(segments=train)  # fails now on a store without a single window (or bad weights)
         if keep:
@@ -136,6 +143,8 @@ class TokenWindowDataModule(L.LightningDataModule):
         hp = self.hparams
         train: list[torch.Tensor] = []
         val_sets: dict[str, list[torch.Tensor]] = {}
+        # (NumPy's max: torch has none for uint16, the token cache's dtype)
+        self.token_id_bound = max((int(t.cpu().numpy().max()) + 1 for t in documents.values() if len(t)), default=None)
         for name, tokens in documents.items():
             where = f" ({name})" if len(documents) > 1 else ""
             if len(tokens) < 2 * (self.block_size + 1):
@@ -161,6 +170,29 @@ class TokenWindowDataModule(L.LightningDataModule):
         if keep:
             self.train_segments, self.val_sets = train, val_sets
             self.val_segments = [seg for segs in val_sets.values() for seg in segs]
+
+    def state_dict(self) -> dict:
+        """What a checkpoint records of the data (Lightning saves it): a store's identity."""
+        return {"store_identity": self.store_identity} if self.store_identity else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        theirs = state.get("store_identity")
+        if theirs and self.store_identity and theirs != self.store_identity:
+            raise UserError(other_store_message(self.hparams.store))
+
+    @classmethod
+    def check_resume(cls, arguments: dict, state: dict) -> None:
+        """Asked by a resumed run (``lit_gpt5.resume.arguments``) before anything starts: refuse a store that no
+        longer holds what the checkpoint's run trained on. ``arguments``: this run's; ``state``: the checkpoint's
+        ``state_dict``."""
+        from lit_gpt5.data.store_manifest import identity, read_manifest
+
+        theirs, store = state.get("store_identity"), arguments.get("store")
+        if not theirs or not store:
+            return
+        manifest = read_manifest(Path(store).expanduser())
+        if manifest is None or identity(manifest) != theirs:
+            raise UserError(other_store_message(store))
 
     @property
     def val_set_names(self) -> list[str]:
@@ -219,3 +251,11 @@ class TokenWindowDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         return self.val_dataloader()
+
+
+def other_store_message(store: str) -> str:
+    return (
+        f"--data.store {store} does not hold what the checkpoint's run trained on (documents were added, removed or "
+        "changed since): resume on the store as it was, or start a new run from the checkpoint's weights with "
+        "--model.init_from"
+    )

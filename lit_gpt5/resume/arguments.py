@@ -157,7 +157,7 @@ def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: b
 # under the same name (other text, another held-out set, another window stream), so it is refused.
 DATA_IDENTITY = (
     "book_id", "url", "text_path", "book_ids", "text_paths", "train_path", "val_path", "val_fraction", "split",
-    "interleave_blocks", "seed",
+    "interleave_blocks", "seed", "store",
 )  # fmt: skip
 # Data arguments a resumed run may change: the batch stream continues after the micro-batches already trained.
 DATA_POLICY = (
@@ -188,6 +188,10 @@ def settle_resumed_data(data: Namespace, trainer: Namespace, ckpt: dict, ckpt_pa
                 f"trains on the same data and holds out the same text; drop --data.{key}, or start a new run from "
                 f"its weights with --model.init_from {ckpt_path}"
             )
+    # What the arguments cannot tell (a store that gained a book under the same path), the data module checks.
+    check = getattr(_class_of(our_class), "check_resume", None)
+    if callable(check) and their_class:
+        check(ours, ckpt.get(their_class.rsplit(".", 1)[-1]) or {})
     changed = [
         f"{k} {theirs[k]} -> {ours[k]}" for k in DATA_POLICY if k in theirs and k in ours and theirs[k] != ours[k]
     ]
@@ -202,6 +206,13 @@ def settle_resumed_data(data: Namespace, trainer: Namespace, ckpt: dict, ckpt_pa
             f"lit_gpt5: resuming {Path(ckpt_path).name} with changed data settings: {', '.join(changed)}; the batch "
             f"stream continues{where}"
         )
+
+
+def _class_of(path: str | None) -> type | None:
+    try:
+        return resolve(path) if path else None
+    except (ImportError, AttributeError):
+        return None
 
 
 def _rank_zero() -> bool:

@@ -56,3 +56,79 @@ def test_no_space_left_is_one_line_and_leaves_no_partial_file(book_path, small_d
     assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]  # no .part, no 0-byte file
     assert torch.load(last, weights_only=True)["global_step"] == 2  # whole, and still the step-2 checkpoint
     assert [p for p in tmpdir.rglob("*") if p.is_file()] == []  # nothing staged in $TMPDIR either
+
+
+# --- every other command that writes: one line naming the file, exit 2, nothing half-written ----------------------
+
+# Commands run in this process (``refused``); their output folder on a disk with room for a few kilobytes only.
+
+
+def leftovers(disk) -> list[str]:
+    """What a refused command left on the disk: partial files, temporary folders, outputs of any size."""
+    return sorted(str(p.relative_to(disk)) for p in disk.rglob("*"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A tmpfs of 64 KiB: a folder fits, a model, a book's tokens or a data set do not."""
+    with tmpfs(tmp_path / "tiny", "size=64k") as disk:
+        yield disk
+
+
+@pytest.fixture
+def nano_weights(tmp_path):
+    from lit_gpt5.model.gpt import GPT, GPTConfig
+    from lit_gpt5.weights.checkpoints import save_checkpoint
+    from lit_gpt5.weights.hf import save_hf
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_name("gpt-nano", n_layer=1))
+    save_checkpoint(model, tmp_path / "nano.ckpt")
+    save_hf(model, tmp_path / "nano-hf")
+    return tmp_path / "nano.ckpt", tmp_path / "nano-hf"
+
+
+def test_data_build_on_a_full_disk(book_path, tiny_disk, refused):
+    out = tiny_disk / "store"
+    line = refused(["data", "build", "--out", str(out), "--text_paths", str(book_path)], r"No space left on device")
+    assert str(out / "shard-00000.bin") in line, line
+    assert leftovers(tiny_disk) == [], leftovers(tiny_disk)  # a new store that got nowhere: no folder left
+
+
+@pytest.mark.parametrize("command", ["to-hf", "from-hf"])
+def test_convert_on_a_full_disk(command, nano_weights, tiny_disk, refused):
+    ckpt, hf = nano_weights
+    if command == "to-hf":
+        argv, written = ["convert", "to-hf", "--ckpt", str(ckpt), "--out", str(tiny_disk / "hf")], "model.safetensors"
+    else:
+        argv, written = ["convert", "from-hf", "--hf_dir", str(hf), "--out", str(tiny_disk / "w.ckpt")], "w.ckpt"
+    line = refused(argv, r"No space left on device")
+    assert f"{written}: No space left on device" in line or f"{written}:" in line, line
+    assert leftovers(tiny_disk) == [], leftovers(tiny_disk)  # not even the empty folder to-hf made
+
+
+def test_sft_exports_on_a_full_disk(book_path, tiny_disk, refused):
+    for kind in ("gulliver", "preferences"):
+        out = tiny_disk / kind
+        line = refused(["sft", kind, "--text_path", str(book_path), "--out", str(out)], r"No space left on device")
+        assert str(out / "train.jsonl") in line or str(out / "val.jsonl") in line, line
+        assert leftovers(tiny_disk) == [], leftovers(tiny_disk)  # neither file, nor the folder made for them
+
+
+def test_reward_pairs_and_eval_on_a_full_disk(shared_dir, nano_weights, tiny_disk, tmp_path, refused):
+    ckpt, _ = nano_weights
+    books = [str(shared_dir / "data" / "gutenberg" / f"{n}-0.txt") for n in (829, 1342, 84)]
+    pairs = ["reward", "pairs", "--ckpt", str(ckpt), "--text_paths", *books, "--target", "829-0",
+             "--train_prompts", "30", "--eval_prompts", "6", "--samples", "2", "--max_new_tokens", "4"]  # fmt: skip
+    (tiny_disk / "filler").write_bytes(b"\0" * (56 << 10))  # room for a few KiB: less than the pairs and prompts
+    refused([*pairs, "--out", str(tiny_disk / "pairs")], r"No space left on device")
+    assert leftovers(tiny_disk) == ["filler"], leftovers(tiny_disk)  # the pairs are written whole or not at all
+    from lit_gpt5.commands.reward import main as reward
+
+    reward([*pairs[1:], "--out", str(tmp_path / "pairs")])  # room elsewhere: the pairs to evaluate with
+    evaluate = ["reward", "eval", "--ckpt", str(ckpt), "--reward", str(tmp_path / "pairs" / "reward.json"),
+                "--prompts", str(tmp_path / "pairs" / "eval_prompts.jsonl"), "--samples", "2",
+                "--max_new_tokens", "4"]  # fmt: skip
+    (tiny_disk / "filler").write_bytes(b"\0" * (62 << 10))  # room for less than the results' JSON
+    line = refused([*evaluate, "--json_out", str(tiny_disk / "result.json")], r"No space left on device")
+    assert "result.json" in line and leftovers(tiny_disk) == ["filler"], leftovers(tiny_disk)

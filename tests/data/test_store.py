@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -92,7 +93,9 @@ def test_an_interrupted_build_resumes_to_the_same_store(books, tmp_path, monkeyp
         make(tmp_path / "s", *books, shard_tokens=150_000)
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert len(manifest["shards"]) == 1 and not (tmp_path / "s" / ".build.lock").exists()
-    TokenStore(tmp_path / "s")  # complete up to its first shard: readable
+    with pytest.raises(UserError, match=r"is not finished: its build stopped before it finished \(2 documents in 1"):
+        TokenStore(tmp_path / "s")  # consistent up to its first shard, but not what was asked for: refused...
+    assert len(TokenStore(tmp_path / "s", allow_unfinished=True).documents) == 2  # ...unless asked
     monkeypatch.setattr(store_build, "sha256_file", real)
     resumed = make(tmp_path / "s", *books, shard_tokens=150_000)
     assert resumed["shards"] == clean["shards"] and resumed["documents"] == clean["documents"]
@@ -139,7 +142,7 @@ def test_a_full_disk_mid_build_leaves_the_store_as_it_was_and_the_build_resumes(
     argv = ["data", "build", "--out", str(store), "--shard_tokens", "150000", "--text_paths", *map(str, books)]
     refused(argv, r"No space left on device")
     assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "shard-00000.bin"]  # no part, no lock
-    assert len(TokenStore(store).manifest["shards"]) == 1
+    assert len(TokenStore(store, allow_unfinished=True).manifest["shards"]) == 1
     monkeypatch.setattr(store_build, "write_tokens", real)
     resumed = make(store, *books, shard_tokens=150_000)
     assert resumed["shards"] == clean["shards"] and resumed["documents"] == clean["documents"]
@@ -234,3 +237,94 @@ def test_fit_trains_on_a_store(books, tmp_path):
     acc = EventAccumulator(str(tmp_path / "runs" / "lightning_logs" / "version_0"))
     acc.Reload()
     assert {"val/loss/829-0", "val/loss/1342-0", "val/loss/84-0"} <= set(acc.Tags()["scalars"])
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda m: m["documents"][0].update(length=m["documents"][0]["length"] + 10), r"document 0 .* runs past"),
+        (lambda m: m["documents"][0].update(offset=-1), r"document 0 .* runs past|document 0 .*offset"),
+        (lambda m: m.pop("dtype"), r"no 'dtype'"),
+        (lambda m: m["documents"][0].pop("length"), r"document 0 .*no 'length'"),
+        (lambda m: m["documents"][0].update(shard=7), r"document 0 .*shard 7"),
+        (lambda m: m["shards"][0].pop("tokens"), r"shard 0 .*no 'tokens'"),
+        (lambda m: m.update(documents="all of them"), r"'documents' .*not a list"),
+        (lambda m: m.update(dtype="<f8"), r"dtype '<f8'"),
+    ],
+)
+def test_a_damaged_manifest_is_refused_in_one_line_naming_what(books, tmp_path, damage, message):
+    store = tmp_path / "s"
+    make(store, books[2])
+    manifest = json.loads((store / "manifest.json").read_text())
+    damage(manifest)
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=message) as err:
+        TokenStore(store)
+    assert str(store) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unfinished_store_is_refused_for_training_unless_asked(books, tmp_path, refused):
+    store = tmp_path / "s"
+    make(store, books[2])
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["complete"] is True
+    manifest["complete"] = False  # what a build killed after its first shard leaves
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    fit = ["fit", "--model.model_name=gpt-nano", "--model.n_layer=1", f"--data.store={store}", "--data.block_size=16",
+           "--trainer.max_steps=1", "--trainer.accelerator=cpu"]  # fmt: skip
+    refused(fit, r"is not finished: its build stopped before it finished .*--data.allow_unfinished_store true")
+    dm = TokenWindowDataModule(store=str(store), block_size=16, batch_size=2, allow_unfinished_store=True)
+    dm.prepare_data()  # asked for: trains on what it holds
+    # A store of 0.1 (no "complete" field) is finished unless a build's lock is still there (a build was killed).
+    del manifest["complete"]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    TokenStore(store)
+    (store / ".build.lock").write_text("999999999")
+    with pytest.raises(UserError, match="is not finished"):
+        TokenStore(store)
+    assert "NOT FINISHED" in __import__("lit_gpt5.commands.data", fromlist=["info"]).info(store)
+
+
+def test_a_shard_rewritten_with_other_tokens_is_found_once_and_for_all(books, tmp_path, refused, monkeypatch, capsys):
+    import lit_gpt5.data.store as store_module
+
+    store = tmp_path / "s"
+    make(store, books[0])
+    hashed = []
+    real = store_module.sha256_file
+    monkeypatch.setattr(store_module, "sha256_file", lambda path: hashed.append(path) or real(path))
+    TokenStore(store, verify=True)
+    TokenStore(store, verify=True)
+    assert len(hashed) == 1  # checked once: the second open reads only each shard's size and time
+    shard = store / "shard-00000.bin"
+    tokens = np.fromfile(shard, dtype="<u2")
+    tokens[[10, 20]] = tokens[[20, 10]]  # other valid tokens, same size: what a size check cannot see
+    tokens.tofile(shard)
+    with pytest.raises(UserError, match=r"shard .*shard-00000.bin of the token store is not the one its manifest"):
+        TokenStore(store, verify=True)
+    refused(["data", "verify", str(store)], r"its sha256 differs")
+    fit = ["fit", "--model.model_name=gpt-nano", "--model.n_layer=1", f"--data.store={store}", "--data.block_size=16",
+           "--trainer.max_steps=1", "--trainer.accelerator=cpu"]  # fmt: skip
+    refused(fit, r"its sha256 differs")
+
+
+def test_data_verify_says_what_it_read(books, tmp_path, capsys):
+    from lit_gpt5.commands.data import main
+
+    make(tmp_path / "s", books[0])
+    main(["verify", str(tmp_path / "s")])
+    assert re.search(r"1 shards match the manifest \(0 MiB read in [\d.]+ s\)", capsys.readouterr().out)
+
+
+def test_a_build_never_touches_a_folder_that_is_not_a_store(books, tmp_path, refused):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "shard-00000.bin").write_bytes(b"my own file")
+    refused(["data", "build", "--out", str(mine), "--text_paths", str(books[0])], r"holds files but is not a token")
+    assert (mine / "shard-00000.bin").read_bytes() == b"my own file"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   \n\n  ")
+    refused(["data", "build", "--out", str(tmp_path / "new"), "--text_paths", str(empty)], r"nothing was stored")
+    assert not (tmp_path / "new").exists()  # no folder holding only a manifest
+    missing = tmp_path / "missing.txt"
+    refused(["data", "build", "--out", str(tmp_path / "new"), "--text_paths", str(missing)], r"check --text_paths$")
