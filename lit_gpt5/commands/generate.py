@@ -7,14 +7,13 @@ lit-gpt5 generate --ckpt path/to/hf-gpt2-dir --prompt "Once upon a time" --tempe
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import torch
 
 from lit_gpt5.commands.arguments import CommandParser, check_device
 from lit_gpt5.errors import UserError
-from lit_gpt5.model.generate import stream
+from lit_gpt5.model.generate import check_sampling, stream
 from lit_gpt5.model.gpt import GPT
 from lit_gpt5.model.prompts import format_prompt
 from lit_gpt5.model.tokenizer import EOT_ID, get_tokenizer
@@ -60,14 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    if args.max_new_tokens < 0:
-        raise UserError(f"--max_new_tokens must be >= 0, got {args.max_new_tokens}")
-    if not math.isfinite(args.temperature) or args.temperature < 0:
-        raise UserError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise UserError(f"--top_p must be in (0, 1], got {args.top_p}")
-    if args.top_k is not None and args.top_k <= 0:
-        raise UserError(f"--top_k must be a positive integer, got {args.top_k}")
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     device = check_device(args.device)
     model = load_model(args.ckpt).to(device)
     if args.instruction is not None:

@@ -26,6 +26,8 @@ class TrainingData(Protocol):
     # "tokens" for batches (x, y), "pairs" for (x, y, index) of preference pairs: checked against the
     # LightningModule's own batch_kind before a run starts (a DPO module on token batches is refused).
     batch_kind: str
+    # Optional, not part of the protocol's check: ``token_id_bound``, one more than the largest token id the data can
+    # hold once ``prepare_data`` ran; a model with a smaller vocabulary is refused before the run starts.
 
 
 @runtime_checkable

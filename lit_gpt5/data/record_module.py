@@ -87,6 +87,8 @@ class RecordDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_set: RecordDataset | None = None
         self.val_set: RecordDataset | None = None
+        # One more than the largest token id the records can hold (the GPT-2 BPE's): checked against the model.
+        self.token_id_bound: int | None = None
 
     # --- what a subclass says about its records -------------------------------------------------------------
 
@@ -126,6 +128,7 @@ class RecordDataModule(L.LightningDataModule):
 
         train, val = self.load_records()
         tokenizer = get_tokenizer()
+        self.token_id_bound = tokenizer.n_vocab
         train_set, val_set = self.build_dataset(train, tokenizer, True), self.build_dataset(val, tokenizer, False)
         for name, ds, n in (("training", train_set, len(train)), ("validation", val_set, len(val))):
             if len(ds) == 0:

@@ -5,12 +5,28 @@ The command that prints it is ``lit-gpt5 generate`` (``lit_gpt5.commands.generat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
 
 from lit_gpt5.errors import UserError
 from lit_gpt5.model.gpt import GPT, KVCache
+
+
+def check_sampling(
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, flags: str = "--"
+) -> None:
+    """The one check of sampling settings, for every sampler of the package (``lit-gpt5 generate``, the training
+    run's ``TextSampler``): a one-line error naming the flag (``flags``: its prefix, ``--`` or ``--sampler.``)."""
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise UserError(f"{flags}max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise UserError(f"{flags}temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UserError(f"{flags}top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k <= 0:
+        raise UserError(f"{flags}top_k must be a positive integer, got {top_k}")
 
 
 def sample_next(

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lit_gpt5.errors import UserError
+
 TARGETS = ("c_attn", "c_proj", "c_fc")  # attention q|k|v and output, MLP in and out (c_proj names both projections)
 # The token embedding, which GPT-2's output head shares: one adapter on the shared matrix, seen by both (an option:
 # in a small model most weights are there, and what instruction tuning changes most is which tokens come out).
@@ -147,6 +149,20 @@ def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear | LoRAEmbedd
     return ((name, m) for name, m in model.named_modules() if isinstance(m, (LoRALinear, LoRAEmbedding)))
 
 
+def check_rank(r: int, shapes: dict[str, tuple[int, int]], flag: str = "--model.lora_r") -> None:
+    """A one-line error, before anything is allocated, for a rank no adapted layer can use: ``B A`` has rank at most
+    the smaller side of the matrix it adapts, so a larger ``r`` only allocates ``r x (in + out)`` values per layer
+    (10^9 asks for terabytes). ``shapes``: each target's weight shape."""
+    if not shapes:
+        return
+    name, shape = min(shapes.items(), key=lambda item: min(item[1]))
+    if r > min(shape):
+        raise UserError(
+            f"{flag} {r}: a LoRA rank above the smaller side of the matrices it adapts adds nothing and only "
+            f"allocates r x (in + out) values per layer; at most {min(shape)} here ({name}, {shape[1]} x {shape[0]})"
+        )
+
+
 def apply_lora(
     model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0, targets: Sequence[str] = TARGETS
 ) -> nn.Module:
@@ -154,8 +170,6 @@ def apply_lora(
     attention's and the MLP's) and leave only adapter parameters trainable. ``"wte"`` among ``targets``: an adapter
     on the token embedding, which the output head tied to it shares (``LoRAEmbedding``, ``TiedLoRAHead``); ``dropout``
     does not apply there. Returns ``model``."""
-    from lit_gpt5.errors import UserError
-
     if not isinstance(r, int) or r <= 0:
         raise UserError(f"LoRA rank must be a positive integer, got {r!r}")
     if not alpha > 0 or not 0.0 <= dropout < 1.0:
@@ -163,6 +177,8 @@ def apply_lora(
     unknown = [t for t in targets if t not in ALL_TARGETS]
     if unknown:
         raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(ALL_TARGETS)}")
+    shapes = {name: tuple(child.weight.shape) for _, name, child in _children(model) if name in targets}
+    check_rank(r, shapes)
     model.requires_grad_(False)
     replaced = 0
     embeddings = {}  # id of an adapted embedding's matrix -> its LoRAEmbedding, for the heads tied to it

@@ -110,10 +110,10 @@ class TextSampler(L.Callback):
         template: str = "alpaca",
     ) -> None:
         from lit_gpt5.errors import UserError
+        from lit_gpt5.model.generate import check_sampling
         from lit_gpt5.model.prompts import check_template, format_prompt
 
-        if max_new_tokens < 0 or temperature < 0:
-            raise UserError("sampler max_new_tokens and temperature must be >= 0")
+        check_sampling(max_new_tokens, temperature, top_k, top_p, flags="--sampler.")
         check_template(template)  # even unused: a typo in a config is found now, not when it is next used
         if instruction is not None:
             prompt = format_prompt(instruction, input, template)

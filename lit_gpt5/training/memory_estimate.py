@@ -19,6 +19,7 @@ from lit_gpt5.model.gpt import CONFIGS, GPTConfig
 from lit_gpt5.model.lora import ALL_TARGETS as LORA_ALL_TARGETS
 from lit_gpt5.model.lora import EMBEDDING as LORA_EMBEDDING
 from lit_gpt5.model.lora import TARGETS as LORA_TARGETS
+from lit_gpt5.model.lora import check_rank
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 STRATEGIES = ("ddp", "fsdp", "deepspeed_stage_2", "deepspeed_stage_3")
@@ -223,6 +224,10 @@ def _lora_sizes(cfg: GPTConfig, r: int, targets: Sequence[str]) -> dict[str, int
     unknown = [t for t in targets if t not in (*shapes, LORA_EMBEDDING)]
     if unknown:
         raise UserError(f"unknown LoRA target(s) {', '.join(unknown)}; choose among {', '.join(LORA_ALL_TARGETS)}")
+    weights = {name: (o, i) for name in targets if name in shapes for i, o in shapes[name]}
+    if LORA_EMBEDDING in targets:
+        weights[LORA_EMBEDDING] = (cfg.vocab_size, c)
+    check_rank(r, weights, flag="--lora_r")
     head = int(LORA_EMBEDDING in targets)
     adapted = [shape for name in targets if name in shapes for shape in shapes[name]]
     unadapted = [shape for name in shapes if name not in targets for shape in shapes[name]]

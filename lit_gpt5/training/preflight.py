@@ -46,6 +46,14 @@ def check_run(trainer, module) -> None:
             f"data block_size {data_block} is larger than the model's {module.config.block_size} positions; "
             f"lower --data.block_size or raise --model.n_positions"
         )
+    bound, vocab = getattr(datamodule, "token_id_bound", None), module.config.vocab_size
+    if bound is not None and bound > vocab:
+        # Otherwise an IndexError inside the embedding, once the run's folder exists.
+        raise UserError(
+            f"the data holds token ids up to {bound - 1:,}, but the model's vocabulary has {vocab:,} ids "
+            f"(0 to {vocab - 1:,}); start from a model with the data's vocabulary, or tokenize the data with the "
+            "model's tokenizer"
+        )
 
 
 def run_settings(trainer, module) -> dict | None:

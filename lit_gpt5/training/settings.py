@@ -91,6 +91,15 @@ class TrainingSettings:
             raise UserError(f"--model.loss_chunk_size must be >= 0 (0: no chunking), got {self.loss_chunk_size!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise UserError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
+        if self.lora_targets is not None and not self.lora_targets:
+            raise UserError(
+                "--model.lora_targets is empty; name at least one layer (c_attn, c_proj, c_fc, wte) or drop it"
+            )
+        if self.lora_targets is not None and not self.lora_r:
+            raise UserError(
+                f"--model.lora_targets {list(self.lora_targets)} was given without --model.lora_r: no adapter is made "
+                "without a rank; pass --model.lora_r N, or drop --model.lora_targets to train every weight"
+            )
         check_model_args(self.model_name, self.dropout, self.sizes, self.init_from)
 
     @classmethod

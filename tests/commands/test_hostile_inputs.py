@@ -80,7 +80,7 @@ def test_any_file_system_error_with_a_path_is_one_line(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
     assert err.strip() == (
-        "error: cannot use /data/run/model.safetensors: No space left on device; free some space or choose a folder "
+        "error: cannot write /data/run/model.safetensors: No space left on device; free some space or choose a folder "
         "on another disk"
     )
 
