@@ -132,3 +132,26 @@ def test_reward_pairs_and_eval_on_a_full_disk(shared_dir, nano_weights, tiny_dis
     (tiny_disk / "filler").write_bytes(b"\0" * (62 << 10))  # room for less than the results' JSON
     line = refused([*evaluate, "--json_out", str(tiny_disk / "result.json")], r"No space left on device")
     assert "result.json" in line and leftovers(tiny_disk) == ["filler"], leftovers(tiny_disk)
+
+
+def test_convert_to_peft_on_a_full_disk(tiny_disk, tmp_path, refused):
+    from dataclasses import asdict
+
+    from lit_gpt5.model.gpt import GPT, GPTConfig
+    from lit_gpt5.model.lora import apply_lora, lora_settings
+
+    model = apply_lora(GPT(GPTConfig.from_name("gpt-nano", n_layer=1)), r=8, targets=("c_attn", "wte"))
+    ckpt = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "lit_gpt5": {"model_config": asdict(model.config), "lora": lora_settings(model)}}  # fmt: skip
+    torch.save(ckpt, tmp_path / "lora.ckpt")  # its adapters (the embedding's: 50,257 x 8) do not fit in 64 KiB
+    line = refused(["convert", "to-peft", "--ckpt", str(tmp_path / "lora.ckpt"), "--out", str(tiny_disk / "peft")],
+                   r"No space left on device")  # fmt: skip
+    assert "adapter_model.safetensors" in line and leftovers(tiny_disk) == [], leftovers(tiny_disk)
+
+
+def test_the_token_cache_on_a_full_disk(book_path, tiny_disk, refused, monkeypatch):
+    monkeypatch.setenv("LIT_GPT5_CACHE", str(tiny_disk))  # the book's tokens (280 KB) are cached there first
+    fit = ["fit", "--model.model_name=gpt-nano", "--model.n_layer=1", f"--data.text_path={book_path}",
+           "--trainer.max_steps=1", "--trainer.accelerator=cpu"]  # fmt: skip
+    line = refused(fit, r"No space left on device")
+    assert ".safetensors" in line and not list(tiny_disk.rglob("*.part")), leftovers(tiny_disk)
