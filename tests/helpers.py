@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -164,4 +165,8 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run(["umount", str(path)], check=False)
+        # A refused write's exception (kept by pytest's report) can hold the writer's open file through its traceback
+        # frames: collect it first, and detach lazily if the file system is still busy, so no mount outlives the test.
+        gc.collect()
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], check=False)
