@@ -25,10 +25,17 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lit_gpt5.compat import CheckpointArgumentsKept
 from lit_gpt5.errors import UserError
 from lit_gpt5.files import check_output_dir
-from lit_gpt5.log import LIGHTNING_RANK_ZERO, no_advert, to_console
+from lit_gpt5.log import LIGHTNING_RANK_ZERO, get_logger, no_advert, to_console
 from lit_gpt5.resume.arguments import resume_arguments
 from lit_gpt5.resume.last_checkpoint import ResumableCheckpoint
-from lit_gpt5.training.callbacks import BestCheckpoint, CoverageMonitor, StepProgressBar, TextSampler, TokenThroughput
+from lit_gpt5.training.callbacks import (
+    BestCheckpoint,
+    CoverageMonitor,
+    StepProgressBar,
+    TextSampler,
+    TokenThroughput,
+    newest_best_checkpoint,
+)
 from lit_gpt5.training.trainer import Trainer, keep_freed_memory
 from lit_gpt5.weights.checkpoint_io import AtomicCheckpointIO
 
@@ -94,6 +101,9 @@ class CLIParser(LightningArgumentParser):
             ) from None
 
 
+log = get_logger(__name__)
+
+
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Sections of the config that configure the standard callbacks: name -> class.
 STANDARD_CALLBACKS = {
@@ -121,7 +131,20 @@ class GPT5CLI(CheckpointArgumentsKept, LightningCLI):
             check_output_dir(
                 self.config.fit.trainer.get("default_root_dir") or os.getcwd(), "--trainer.default_root_dir"
             )
+        if subcommand in ("validate", "test") and self.config[subcommand].get("ckpt_path") == "best":
+            args = self._best_checkpoint(args, subcommand)
         self.config = resume_arguments(parser, args, self.config, subcommand)
+
+    def _best_checkpoint(self, args, subcommand: str):
+        # Lightning knows "best" only in the process that fitted: here it is the newest run's best checkpoint.
+        root = self.config[subcommand].trainer.get("default_root_dir") or os.getcwd()
+        path = str(newest_best_checkpoint(root))
+        log.info(f"--ckpt_path best: {path}")
+        self.config[subcommand].ckpt_path = path
+        if not isinstance(args, list):
+            return args
+        args = ["--ckpt_path=" + path if a == "--ckpt_path=best" else a for a in args]
+        return [path if a == "best" and i and args[i - 1] == "--ckpt_path" else a for i, a in enumerate(args)]
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init

@@ -41,6 +41,11 @@ def fraction(text: str) -> float:
     return value
 
 
+def fraction_or_zero(text: str) -> float:
+    """A fraction in [0, 1): 0 turns off what the fraction holds out."""
+    return 0.0 if text.strip() in ("0", "0.0") else fraction(text)
+
+
 def output_dir(path: str, flag: str = "--out") -> Path:
     """A directory to write into (made by the command that writes, see ``lit_gpt5.files.new_folder``); an existing
     file there is an error, not overwritten."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lit_gpt5.commands.arguments import CommandParser, fraction, output_dir, positive_int
+from lit_gpt5.commands.arguments import CommandParser, fraction, fraction_or_zero, output_dir, positive_int
 from lit_gpt5.data.gulliver import GulliverInstructDataModule, GulliverPreferenceDataModule
 from lit_gpt5.data.instructions import SFTDataset, as_dicts, read_records
 from lit_gpt5.data.records import jsonl_bytes
@@ -71,23 +71,30 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     export = sub.add_parser("gulliver", help="write the built-in instruction set as JSONL files")
     export.add_argument("--text_path", help="a local copy of book 829 (default: download/cache it)")
-    export.add_argument("--out", required=True, help="directory for train.jsonl and val.jsonl")
+    export.add_argument("--out", required=True, help="directory for train.jsonl, val.jsonl (and test.jsonl)")
     export.add_argument("--val_fraction", type=fraction, default=0.1)
+    export.add_argument("--test_fraction", type=fraction_or_zero, default=0.0, help="0.1: test.jsonl too")
     prefs = sub.add_parser("preferences", help="write the built-in preference pairs (for DPO) as JSONL files")
     prefs.add_argument("--text_path", help="a local copy of book 829 (default: download/cache it)")
-    prefs.add_argument("--out", required=True, help="directory for train.jsonl and val.jsonl")
+    prefs.add_argument("--out", required=True, help="directory for train.jsonl, val.jsonl (and test.jsonl)")
     prefs.add_argument("--val_fraction", type=fraction, default=0.1)
+    prefs.add_argument("--test_fraction", type=fraction_or_zero, default=0.0, help="0.1: test.jsonl too")
     args = parser.parse_args(argv)
     if args.command == "show":
         _show(args, get_tokenizer())
         return
     out = output_dir(args.out)
     kind = GulliverInstructDataModule if args.command == "gulliver" else GulliverPreferenceDataModule
-    train, val = kind(text_path=args.text_path, val_fraction=args.val_fraction).load_records()
-    with new_folder(out):  # both files or neither, and no folder left by a failure
-        write_all_or_nothing({out / "train.jsonl": jsonl_bytes(train), out / "val.jsonl": jsonl_bytes(val)})
+    module = kind(text_path=args.text_path, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
+    train, val, test = module.load_splits()
+    files = {out / "train.jsonl": jsonl_bytes(train), out / "val.jsonl": jsonl_bytes(val)}
+    if test:
+        files[out / "test.jsonl"] = jsonl_bytes(test)
+    with new_folder(out):  # every file or none, and no folder left by a failure
+        write_all_or_nothing(files)
     what = "records" if args.command == "gulliver" else "preference pairs"
-    print(f"wrote {len(train)} training and {len(val)} held-out {what} to {out}")
+    tested = f", {len(test)} test" if test else ""
+    print(f"wrote {len(train)} training, {len(val)} validation{tested} {what} to {out}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import re
 from lit_gpt5.data.book_module import BookSource
 from lit_gpt5.data.instructions import SFTDataModule, as_dicts, normalize_record
 from lit_gpt5.data.preferences import PreferenceDataModule, as_pair_dicts, normalize_pair
-from lit_gpt5.data.records import write_jsonl
+from lit_gpt5.data.records import Splits, write_jsonl
 from lit_gpt5.errors import UserError
 
 _PART = re.compile(r"^PART ([IV]+)\. (.+?)\.?$", re.MULTILINE)
@@ -123,9 +123,10 @@ class GulliverInstructDataModule(SFTDataModule):
 
     The book comes from the same place as for pretraining (``book_id``, ``url`` or ``text_path``, with the same
     cache), so it works offline once the book is cached. The derived records are written next to the cached book as
-    ``instructions-train.jsonl`` and ``instructions-val.jsonl`` for inspection. Defaults that differ from
-    ``SFTDataModule``'s: 10% held out, examples of at most 256 tokens (the CPU models' context), the ``plain``
-    template. The other arguments are ``SFTDataModule``'s.
+    ``instructions-train.jsonl``, ``instructions-val.jsonl`` (and ``instructions-test.jsonl`` with a test split)
+    for inspection. Defaults that differ from ``SFTDataModule``'s: 10% held out for validation, examples of at most
+    256 tokens (the CPU models' context), the ``plain`` template. The other arguments are ``SFTDataModule``'s
+    (``test_fraction`` among them: 0.1 holds out another 10% for ``test`` to report on).
     """
 
     def __init__(
@@ -145,16 +146,20 @@ class GulliverInstructDataModule(SFTDataModule):
     def prepare_data(self) -> None:
         # Once per run, on one process: the derived records next to the cached book, for inspection.
         book = self.source.load()
-        for name, split in zip(("train", "val"), self.split(book.text), strict=True):
-            write_jsonl(book.cache_dir / f"instructions-{name}.jsonl", split)
+        for name, split in zip(("train", "val", "test"), self.split(book.text), strict=True):
+            path = book.cache_dir / f"instructions-{name}.jsonl"
+            if split or name != "test":
+                write_jsonl(path, split)
+            else:  # no test split this run: no file left from one that had it
+                path.unlink(missing_ok=True)
         super().prepare_data()
 
-    def split(self, book_text: str) -> tuple[list[dict], list[dict]]:
-        """(training, held-out) records of the book, held out by hash."""
+    def split(self, book_text: str) -> Splits:
+        """(training, validation, test) records of the book, held out by hash."""
         records = [normalize_record(r, "gulliver") for r in gulliver_instructions(book_text)]
         return self.split_records(as_dicts(records))
 
-    def load_records(self) -> tuple[list[dict], list[dict]]:
+    def load_splits(self) -> Splits:
         return self.split(self.source.load().text)
 
 
@@ -209,10 +214,10 @@ class GulliverPreferenceDataModule(PreferenceDataModule):
         super().__init__(max_length=max_length, template=template, **kwargs)
         self.source = BookSource(book_id, url, text_path, cache_dir)
 
-    def split(self, book_text: str) -> tuple[list[dict], list[dict]]:
-        """(training, held-out) pairs of the book, held out by hash."""
+    def split(self, book_text: str) -> Splits:
+        """(training, validation, test) pairs of the book, held out by hash."""
         pairs = [normalize_pair(r, "gulliver") for r in gulliver_preferences(book_text)]
         return self.split_records(as_pair_dicts(pairs))
 
-    def load_records(self) -> tuple[list[dict], list[dict]]:
+    def load_splits(self) -> Splits:
         return self.split(self.source.load().text)

@@ -1,5 +1,5 @@
-"""JSON and JSONL record files: reading with errors that name the file, line and field; the held-out split by hash;
-atomic JSONL writing. Shared by instruction records and preference pairs."""
+"""JSON and JSONL record files: reading with errors that name the file, line and field; the validation and test
+splits by hash; atomic JSONL writing. Shared by instruction records and preference pairs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from lit_gpt5.data.streams import check_fraction
 from lit_gpt5.errors import UserError
@@ -74,29 +74,48 @@ def _is_one_json_value(text: str) -> bool:
     return True
 
 
-def split_by_hash(
-    records: Sequence[R], val_fraction: float, seed: int, key: Callable[[R], Sequence[str]]
-) -> tuple[list[R], list[R]]:
-    """Hold out exactly round(n * val_fraction) records: those whose hash (with the seed) ranks lowest.
+class Splits(NamedTuple):
+    """Records split three ways: ``train`` to fit on, ``val`` to select on (checkpoints, learning rates), ``test`` to
+    report on (empty when no test split was asked for)."""
 
-    By hash of ``key(record)``, not by position, so the held-out set does not depend on the order of the file and
-    mostly stays put when records are added.
+    train: list
+    val: list
+    test: list
+
+
+def split_by_hash(
+    records: Sequence[R], val_fraction: float, seed: int, key: Callable[[R], Sequence[str]], test_fraction: float = 0.0
+) -> Splits:
+    """Hold out exactly round(n * val_fraction) records for validation, those whose hash (with the seed) ranks
+    lowest, and the next round(n * test_fraction) for the test split.
+
+    By hash of ``key(record)``, not by position, so the held-out sets do not depend on the order of the file and
+    mostly stay put when records are added; asking for a test split leaves the validation records as they were (the
+    test records come out of the training ones). ``val_fraction`` 0 holds nothing out for validation (a separate
+    file gives it); ``test_fraction`` 0, nothing for the test split.
     """
-    check_fraction("val_fraction", val_fraction)
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if fraction != 0:
+            check_fraction(name, fraction)
+    n = len(records)
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    if val_fraction + test_fraction >= 1 or (val_fraction and not n_val) or (test_fraction and not n_test):
+        raise UserError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} leave an empty split of {n} records; "
+            f"choose values that hold out at least one record each and keep at least one for training (e.g. "
+            f"{max(1, round(n * 0.1))} of {n} is 0.1), or pass separate validation and test files"
+        )
 
     def rank(i: int) -> bytes:
         return hashlib.sha256(json.dumps([seed, *key(records[i])], ensure_ascii=False).encode("utf-8")).digest()
 
-    held_out = set(sorted(range(len(records)), key=rank)[: round(len(records) * val_fraction)])
-    train = [r for i, r in enumerate(records) if i not in held_out]
-    val = [r for i, r in enumerate(records) if i in held_out]
-    if not val or not train:
-        raise UserError(
-            f"val_fraction={val_fraction} leaves an empty split of {len(records)} records; choose a value that "
-            f"holds out at least one record and keeps at least one (e.g. {max(1, round(len(records) * 0.1))} of "
-            f"{len(records)}), or pass a separate validation file"
-        )
-    return train, val
+    order = sorted(range(n), key=rank)
+    val, test = set(order[:n_val]), set(order[n_val : n_val + n_test])
+    return Splits(
+        [r for i, r in enumerate(records) if i not in val and i not in test],
+        [r for i, r in enumerate(records) if i in val],
+        [r for i, r in enumerate(records) if i in test],
+    )
 
 
 def jsonl_bytes(records: Sequence[dict]) -> bytes:

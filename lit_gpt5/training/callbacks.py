@@ -6,6 +6,9 @@ of the text was seen.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor, TQDMProgressBar
@@ -13,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lit_gpt5.data.starts import window_targets
+from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.resume.state import global_batches_trained
 
@@ -63,6 +67,27 @@ class BestCheckpoint(ModelCheckpoint):
         if current is not None and not torch.isfinite(torch.as_tensor(current)).all():
             return False
         return super().check_monitor_top_k(trainer, current)
+
+
+def newest_best_checkpoint(root: str | Path) -> Path:
+    """The best checkpoint (``BestCheckpoint``'s, lowest ``val_loss`` in its name) of the newest run under
+    ``root/lightning_logs``: what ``validate``/``test --ckpt_path best`` evaluate in a process that did not fit."""
+    logs = Path(root).expanduser() / "lightning_logs"
+    runs = sorted(logs.glob("version_*/checkpoints"), key=lambda p: _version(p.parent.name), reverse=True)
+    for folder in runs:
+        found = [p for p in folder.glob("*.ckpt") if not p.name.startswith((".", "last"))]
+        scored = [(float(m.group(1)), p) for p in found if (m := re.search(r"val_loss(\d+(?:\.\d+)?)", p.name))]
+        if scored:
+            return min(scored)[1]
+    raise UserError(
+        f"--ckpt_path best: no best checkpoint (step*-val_loss*.ckpt) in any run under {logs}; fit a run with "
+        "validation there (or pass --trainer.default_root_dir of the run), or pass the checkpoint file itself"
+    )
+
+
+def _version(name: str) -> int:
+    digits = name.removeprefix("version_")
+    return int(digits) if digits.isdigit() else -1
 
 
 class StepProgressBar(TQDMProgressBar):
