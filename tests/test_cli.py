@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -63,6 +64,20 @@ def test_defaults_reproduce_the_experiment(capsys):
     assert cfg["trainer"]["max_steps"] == 500
     assert cfg["trainer"]["val_check_interval"] == 100
     assert cfg["trainer"]["logger"] is None  # Lightning's default: TensorBoard under default_root_dir
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="what the README's main command does on a machine with no GPU")
+def test_the_main_command_runs_on_a_machine_without_a_gpu(book_path, tmp_path, capsys):
+    # The README's command, with the model and the run made small: the Trainer (where "gpu" failed at once) is built
+    # from configs/model5.yaml as it is, and the start-up line says where it trains.
+    small = ["--model.n_layer=1", "--model.n_embd=32", "--model.n_head=2", "--data.batch_size=2",
+             "--trainer.max_steps=2", "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1",
+             "--sampler.max_new_tokens=0", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    main(["fit", "--config", str(REPO / "configs" / "model5.yaml"), f"--data.text_path={book_path}",
+          f"--trainer.default_root_dir={tmp_path}", *small])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "lit_gpt5: training on cpu (no GPU found" in out, out
+    assert list((tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("last.ckpt"))
 
 
 @pytest.mark.slow

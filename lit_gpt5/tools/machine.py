@@ -10,36 +10,12 @@ an AVX2 one), cores and threads, and the torch and Lightning versions; the GPU w
 from __future__ import annotations
 
 import os
-import platform
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-EMULATION = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+from lit_gpt5.training.peak import EMULATION, cpu_model_and_flags
+
 # An AVX-512 machine run as an AVX2-only one: PyTorch's own kernels, oneDNN (bf16 and conv/matmul primitives) and
 # MKL (float32 GEMM) each limited to AVX2.
 AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-
-
-def cpu_model_and_flags() -> tuple[str, list[str]]:
-    """The CPU's model name (with its family and model numbers, which name the generation where a virtual machine
-    shows only "AMD EPYC") and which of ``FLAGS`` it has."""
-    model, flags, numbers = platform.processor() or platform.machine(), set(), {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
-                    model = value.strip()
-                elif key in ("cpu family", "model") and key not in numbers:
-                    numbers[key] = value.strip()
-                elif key == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    if numbers:
-        model += f" (family {numbers.get('cpu family', '?')}, model {numbers.get('model', '?')})"
-    return model, [flag for flag in FLAGS if flag in flags]
 
 
 def describe_machine() -> dict:

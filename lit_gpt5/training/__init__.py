@@ -10,7 +10,8 @@
 ``strategies``       ``BlockFSDPStrategy``: FSDP with GPT-2 blocks as units
 ``evaluation``       held-out figures logged at the step they belong to, one console line per validation
 ``callbacks``        text samples, the best checkpoint, the step progress bar, tokens/s, coverage of the text
-``preflight``        before a run: one-line errors for what cannot work, the start-up line
+``preflight``        before a run: one-line errors for what cannot work, the start-up lines
+``peak``             this machine's measured matmul speed (cached), and roughly how long a run takes here
 ``memory_estimate``  the memory of a training step, before it runs
 ``memory_tracking``  the memory of a training step, tracked on fake tensors
 ===================  ===========================================================================================

@@ -2,9 +2,9 @@
 
 ``check_run`` runs in ``prepare_data``, before Lightning creates the run's folder, so a run that cannot work, or would
 do nothing, leaves nothing behind (the model's own arguments were checked when it was built:
-``lit_gpt5.training.settings``). ``describe_run`` is the start-up line of ``fit``: the precision in effect (and why,
-when ``auto`` chose it) and the estimated memory of this run's training step per device, from the Trainer's and the
-modules' own settings.
+``lit_gpt5.training.settings``). ``describe_run`` is the start-up lines of ``fit``: the device and roughly how long
+the run takes there, the precision in effect (and why, when ``auto`` chose it) and the estimated memory of this run's
+training step per device, from the Trainer's and the modules' own settings.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from lit_gpt5.compat import deepspeed_zero, fsdp_offloads_parameters, strategy_kind
 from lit_gpt5.errors import UserError
 from lit_gpt5.training.memory_estimate import PRECISIONS, GiB, estimate
+from lit_gpt5.training.peak import run_length_note
 
 
 def check_run(trainer, module) -> None:
@@ -86,12 +87,37 @@ def run_settings(trainer, module) -> dict | None:
 
 
 def describe_run(trainer, module) -> str:
-    """One line for the start of ``fit``: the precision in effect (and why, when ``auto`` chose it) and the estimated
+    """The start of ``fit``: the device and, for a run of more than minutes, roughly how long it takes there
+    (``lit_gpt5.training.peak``); then the precision in effect (and why, when ``auto`` chose it) and the estimated
     memory of this run's training step per device."""
     precision = getattr(trainer, "precision_note", None) or str(trainer.precision)
     settings = run_settings(trainer, module)
     if settings is None:
         return f"lit_gpt5: precision {precision}"
+    return describe_device(trainer, module, settings) + "\n" + describe_memory(precision, settings)
+
+
+def describe_device(trainer, module, settings: dict) -> str:
+    """``lit_gpt5: training on cpu (no GPU found, 2 threads); 500 steps: roughly 110 min here (…)``."""
+    import torch
+
+    device = next(module.model.parameters()).device
+    where = device.type
+    if device.type == "cpu":
+        where += f" ({'no GPU found, ' if not torch.cuda.is_available() else ''}{torch.get_num_threads()} threads)"
+    elif device.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(device)} x{trainer.world_size})"
+    steps = trainer.max_steps - trainer.global_step if trainer.max_steps and trainer.max_steps > 0 else 0
+    tokens = settings["micro_batch_size"] * settings["block_size"] * trainer.accumulate_grad_batches
+    length = run_length_note(module, trainer, tokens, settings["block_size"], steps)
+    line = f"lit_gpt5: training on {where}" + (f"; {length}" if length else "")
+    if length and device.type == "cpu":
+        line += "; a run of minutes instead: --config configs/cpu-demo.yaml (a 7M-parameter GPT-2)"
+    return line
+
+
+def describe_memory(precision: str, settings: dict) -> str:
+    """The precision and the estimated memory of this run's training step per device (``estimate``)."""
     est = estimate(**settings)
     parts = ", ".join(
         f"{k} {getattr(est, k) / GiB:.2f}" for k in ("params", "grads", "optimizer", "activations", "logits")
