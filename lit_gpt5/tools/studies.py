@@ -114,11 +114,10 @@ def train_flops_per_token(model: GPT, seq_len: int) -> int:
 
 def matmul_peak_flops(device: str = "cpu", dtype: torch.dtype = torch.float32, size: int = 2048) -> float:
     """Measured FLOP/s of a large square matmul on ``device``: the ceiling to compare a model's throughput with (on
-    CPUs, where no vendor figure fits a shared virtual machine)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = median_seconds(lambda: a @ b, repeats=5, sync=device != "cpu")
-    return 2 * size**3 / seconds
+    CPUs, where no vendor figure fits a shared virtual machine); ``lit_gpt5.training.peak.measure_matmul``."""
+    from lit_gpt5.training.peak import measure_matmul
+
+    return measure_matmul(size, size, size, dtype, torch.device(device))
 
 
 def repeated_windows(sampler, batches: int) -> tuple[int, int]:

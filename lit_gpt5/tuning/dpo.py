@@ -119,10 +119,11 @@ class DPOLitModule(L.LightningModule):
 
     The loss of an optimizer step is the mean over its pairs across micro-batches and ranks (as the SFT loss is the
     mean over its tokens). Logged: ``train/rewards/{chosen,rejected,margins,accuracies}`` (rewards
-    beta * log(pi_theta / pi_ref), accuracy = share of pairs whose chosen reward is higher), the same as ``val/...``
-    on held-out pairs with ``val/loss``, ``val/logps/{chosen,rejected,accuracies}`` (the policy's own preference:
-    log pi_theta(y_w) > log pi_theta(y_l)), and ``val/kl``: KL(pi_theta || pi_ref) per held-out response token,
-    exact over the vocabulary (not with ``precompute_reference``, which keeps no reference model to compare with).
+    beta * log(pi_theta / pi_ref), accuracy = share of pairs whose chosen reward is higher, a tie counting half), the
+    same as ``val/...`` on held-out pairs with ``val/loss``, ``val/logps/{chosen,rejected,accuracies}`` (the policy's
+    own preference: log pi_theta(y_w) > log pi_theta(y_l)), and ``val/kl``: KL(pi_theta || pi_ref) per held-out
+    response token, exact over the vocabulary (not with ``precompute_reference``, which keeps no reference model to
+    compare with).
 
     Args:
         init_from: the SFT model's weights (an HF directory or a ``.ckpt``): the starting policy.
@@ -263,7 +264,8 @@ class DPOLitModule(L.LightningModule):
             "rewards/chosen": chosen,
             "rewards/rejected": rejected,
             "rewards/margins": chosen - rejected,
-            "rewards/accuracies": (chosen > rejected).float(),
+            # A tie counts half (TRL counts it as wrong): at the start every reward is 0, and chance is 0.5, not 0.
+            "rewards/accuracies": (chosen > rejected).float() + 0.5 * (chosen == rejected).float(),
             "logps/chosen": policy[:n],
             "logps/rejected": policy[n:],
             "logps/accuracies": (policy[:n] > policy[n:]).float(),

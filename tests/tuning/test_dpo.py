@@ -76,6 +76,9 @@ def test_at_the_start_the_loss_is_log_2_and_every_reward_zero(sft_ckpt):
     losses, chosen, rejected, _ = module.pair_losses(collate_pairs([ds[i] for i in range(8)]), "train")
     torch.testing.assert_close(losses, torch.full((8,), math.log(2)))
     assert (chosen == 0).all() and (rejected == 0).all()
+    # every reward ties, and a tie counts half: the reward accuracy starts at chance, not at 0
+    module._update("val", losses, chosen, rejected, torch.zeros(16))
+    assert module.eval_metrics("val")["val/rewards/accuracies"] == 0.5
 
 
 def test_masks_decode_to_exactly_the_responses_and_eos_with_one_shared_prompt():
