@@ -1,10 +1,11 @@
 """The memory estimator (``lit_gpt5.training.memory_estimate.estimate``) against PyTorch's memory tracker following
 real training steps of the real models on fake tensors (``lit_gpt5.training.memory_tracking``): no GPU needed.
 
-    python benchmarks/memory.py                  # the README's table (about 8 minutes on 2 cores)
-    python benchmarks/memory.py --models gpt2    # a quick look
-    python benchmarks/memory.py --lora_only --json_out benchmarks/results/memory-lora.json   # LoRA, 9 rows
-    python benchmarks/memory.py --cuda           # on a GPU: torch.cuda.max_memory_allocated() of real steps too
+    python benchmarks/memory_check.py                  # the whole table (an attempt stopped after 50 minutes)
+    python benchmarks/memory_check.py --models gpt2    # a quick look
+    python benchmarks/memory_check.py --lora_only --json_out benchmarks/results/memory-lora.json   # LoRA, 9 rows
+    python benchmarks/memory_check.py --large_only --json_out benchmarks/results/memory-large.json # the README's
+    python benchmarks/memory_check.py --cuda           # on a GPU: torch.cuda.max_memory_allocated() of real steps too
 
 Prints a table (GiB per device) with the relative error of each estimate, the worst one last, and writes the rows as
 JSON (--json_out).
@@ -149,6 +150,12 @@ def main() -> None:
         action="store_true",
         help="only the LoRA rows at micro-batch 8 with training's chunked loss, no checkpointing (~3 min)",
     )
+    parser.add_argument(
+        "--large_only",
+        action="store_true",
+        help="the README's question: GPT-2 Large, full tuning, T 1024, micro-batch 8, training's chunked loss, with "
+        "and without checkpointing (2 rows)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cuda", action="store_true", help="also measure real steps on this machine's GPU")
     parser.add_argument("--json_out", default="memory.json")
@@ -158,6 +165,9 @@ def main() -> None:
     if args.lora_only:
         rows = [r for r in rows if r["lora_r"] and r["micro_batch_size"] == 8 and r["loss_chunk_size"]
                 and not r["activation_checkpointing"]]  # fmt: skip
+    if args.large_only:
+        rows = [r for r in rows if r["model"] == "gpt2-large" and r["strategy"] == "ddp" and not r["lora_r"]
+                and r["block_size"] == 1024 and r["micro_batch_size"] == 8 and r["loss_chunk_size"]]  # fmt: skip
     start = time.perf_counter()
     # T=512 x 8 and T=1024 x 4 are one tracked step; the biggest models first, so no slow row ends up alone at the end.
     unique: dict[tuple, dict] = {}
