@@ -74,6 +74,7 @@ def fit(run: str, text_path: str, work: Path) -> tuple[float, float]:
     """The run's ``fit`` command, in a process of its own; (wall seconds, peak RSS MB)."""
     config, _, lr, extra = RUNS[run]
     args = [f"--data.text_path={text_path}", f"--trainer.default_root_dir={work / run}"]
+    args += ["--trainer.enable_progress_bar=false"]  # the log keeps the validations and samples, not a bar
     if run.startswith("sft-lora"):  # the LoRA runs' own learning rate, decaying to a tenth as the config's does
         args += [f"--model.learning_rate={lr}", f"--model.min_lr={float(lr) / 10:g}"]
     if run.startswith("sft"):
@@ -94,13 +95,13 @@ def fit(run: str, text_path: str, work: Path) -> tuple[float, float]:
     return wall, rss
 
 
-def test_figures(run: str, ckpt: Path, text_path: str, work: Path) -> dict:
+def test_figures(run: str, ckpt: Path, text_path: str) -> dict:
     """What ``lit-gpt5 test`` reports for ``ckpt`` on the test records (``test/loss``; DPO: its metrics)."""
     import lightning as L
 
     from lit_gpt5.data.gulliver import GulliverInstructDataModule, GulliverPreferenceDataModule
+    from lit_gpt5.tools.studies import report_on_test
     from lit_gpt5.training.module import GPTLitModule
-    from lit_gpt5.training.trainer import Trainer
     from lit_gpt5.tuning.dpo import DPOLitModule
 
     L.seed_everything(0, verbose=False)
@@ -110,9 +111,7 @@ def test_figures(run: str, ckpt: Path, text_path: str, work: Path) -> dict:
     else:
         module = GPTLitModule.load_from_checkpoint(ckpt, weights_only=True)
         data = GulliverInstructDataModule(text_path=text_path, test_fraction=TEST_FRACTION, val_batch_size=16)
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    (metrics,) = trainer.test(module, datamodule=data, verbose=False)
-    return {**metrics, "n": len(data.test_set)}
+    return {**report_on_test(module, data, accelerator="cpu"), "n": len(data.test_set)}
 
 
 def val_losses(work: Path, run: str) -> list[tuple[int, float]]:
@@ -133,13 +132,13 @@ def one(run: str, text_path: str, work: Path) -> None:
     curve = val_losses(work, run)
     row["val_final"] = round(curve[-1][1], 4)
     if run == "base":  # the untuned model on the SFT test records: the row every gain is counted from
-        figures = test_figures("sft", last, text_path, work)
+        figures = test_figures("sft", last, text_path)
         row.update(test_final=round(figures["test/loss"], 4), test_n=figures["n"])
     else:
         best, last = checkpoints(work, run)
         kept = int(re.search(r"step(\d+)", best.name).group(1))
         row["best_step"], row["val_best"] = kept, round(min(v for s, v in curve if s > 0), 4)
-        at_best, final = test_figures(run, best, text_path, work), test_figures(run, last, text_path, work)
+        at_best, final = test_figures(run, best, text_path), test_figures(run, last, text_path)
         if run == "dpo":
             row.update(test_at_best=round(at_best["test/rewards/accuracies"], 4),
                        test_final=round(final["test/rewards/accuracies"], 4), test_n=at_best["n"],

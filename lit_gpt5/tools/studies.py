@@ -68,6 +68,19 @@ def train(
     return Path(logger.log_dir)
 
 
+def report_on_test(
+    module: L.LightningModule, datamodule: L.LightningDataModule, precision: str = "auto", accelerator: str = "auto"
+) -> dict[str, float]:
+    """What ``lit-gpt5 test`` reports for ``module`` on the data module's test split (``test/loss``, or DPO's
+    ``test/rewards/accuracies`` and the rest), from a quiet ``Trainer.test``: the report of a run whose selection
+    used the validation split only."""
+    with without_advert():
+        trainer = Trainer(accelerator=accelerator, precision=precision, logger=False, enable_progress_bar=False,
+                          enable_model_summary=False)  # fmt: skip
+        (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    return metrics
+
+
 def read_scalars(log_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
     """Every scalar a run logged to TensorBoard: tag -> (steps, values), read back from its event files."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
