@@ -150,6 +150,19 @@ def test_non_positive_sizes(capsys, workdir, isolated_cache, book_path, arg, pat
     check([f"--data.text_path={book_path}", arg], capsys, workdir, isolated_cache, pattern)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error of a machine without a GPU")
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
+def test_a_gpu_asked_for_without_one_names_the_fix(capsys, workdir, isolated_cache, book_path, accelerator):
+    check(
+        [f"--data.text_path={book_path}", f"--trainer.accelerator={accelerator}"],
+        capsys,
+        workdir,
+        isolated_cache,
+        rf"--trainer.accelerator {accelerator}: this machine has no GPU that PyTorch can use; pass "
+        r"--trainer.accelerator auto \(or cpu\) .* or --config configs/cpu-demo.yaml",
+    )
+
+
 def test_ckpt_path_that_is_not_a_checkpoint(capsys, workdir, isolated_cache, book_path, tmp_path):
     bogus = tmp_path / "model.ckpt"
     bogus.write_text("this is not a checkpoint")
