@@ -41,6 +41,15 @@ def lightning_precision_type():
     return _PRECISION_INPUT
 
 
+def set_available_flops(monitor, flops: float) -> None:
+    """Give Lightning's ``ThroughputMonitor`` (after its ``setup``) the device's peak FLOP/s, which it looks up only
+    for GPUs it knows: its per-stage ``Throughput`` objects live in the private ``_throughputs``. With it,
+    ``train/device/mfu`` is logged on a CPU too."""
+    monitor.available_flops = flops
+    for throughput in monitor._throughputs.values():
+        throughput.available_flops = flops
+
+
 def completed_micro_batches(trainer) -> int:
     """Training micro-batches completed in this run so far (Lightning's fit loop progress counter)."""
     return trainer.fit_loop.epoch_loop.batch_progress.current.completed

@@ -305,3 +305,18 @@ def test_validation_due_follows_lightnings_schedule_and_a_pending_one_reads_as_t
     val_loop.restarting = True
     val_loop.update_restart_stage()
     assert val_loop.restarted_mid_evaluation  # Lightning runs that validation again when resuming
+
+
+def test_set_available_flops_reaches_every_throughput_of_the_monitor(tmp_path):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lit_gpt5.training.callbacks import TokenThroughput
+    from tests.helpers import quiet_trainer
+
+    monitor = TokenThroughput()
+    trainer = quiet_trainer(tmp_path, max_steps=1, callbacks=[monitor])
+    trainer.fit(BoringModel())  # no GPT inside: the monitor leaves the peak unknown
+    assert monitor.available_flops is None and monitor._throughputs
+    compat.set_available_flops(monitor, 123.0)
+    assert monitor.available_flops == 123.0
+    assert all(t.available_flops == 123.0 for t in monitor._throughputs.values())

@@ -15,10 +15,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor, TQDM
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_gpt5.compat import set_available_flops
 from lit_gpt5.data.starts import window_targets
 from lit_gpt5.errors import UserError
 from lit_gpt5.log import get_logger
 from lit_gpt5.resume.state import global_batches_trained
+from lit_gpt5.training.peak import device_peak
 
 log = get_logger(__name__)
 
@@ -34,11 +36,19 @@ def batch_tokens(batch) -> int:
 
 
 class TokenThroughput(ThroughputMonitor):
-    """Lightning's ThroughputMonitor counting tokens: ``train/device/items_per_sec`` is tokens/s (and, on GPUs
-    Lightning knows, ``train/device/mfu`` the model FLOP utilisation)."""
+    """Lightning's ThroughputMonitor counting tokens: ``train/device/items_per_sec`` is tokens/s, and
+    ``train/device/mfu`` the model FLOP utilisation on every device: against Lightning's table of GPU peaks where it
+    knows the GPU, else (a CPU, an unknown GPU) against this machine's matmul speed on a GEMM of the model's shape,
+    measured once and cached (``lit_gpt5.training.peak.device_peak``)."""
 
     def __init__(self, window_size: int = 10) -> None:
         super().__init__(batch_size_fn=batch_size, length_fn=batch_tokens, window_size=window_size)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        model = getattr(pl_module, "model", None)
+        if self.available_flops is None and model is not None and hasattr(model, "config"):
+            set_available_flops(self, device_peak(trainer, model))
 
 
 class BestCheckpoint(ModelCheckpoint):

@@ -1,9 +1,9 @@
 """How fast this machine multiplies matrices, measured, and what that says about a run's length before it starts.
 
 A GPU's peak is on its datasheet; a CPU's depends on its cores, its vector units (AVX2, AVX-512, AMX), whether it
-computes bf16 natively and the threads PyTorch uses, so it is measured: a GEMM of the model's own shape (its MLP's
-``tokens x n_embd -> 4 n_embd``), median of a few repeats, cached per machine in ``$LIT_GPT5_CACHE`` (a second or two
-once; after that, nothing).
+computes bf16 natively and the threads PyTorch uses, so it is measured: the GEMMs of the model's own shapes (its
+MLP's and its vocabulary projection's), median of a few repeats, the faster of the two, cached per machine in
+``$LIT_GPT5_CACHE`` (a second or two once; after that, nothing).
 
 ``run_length_note`` turns it into the start-up line's estimate: the run's matmul FLOPs (``GPT.flops_per_token``, the
 package's one count) over the measured speed, divided by the share of it a whole training step keeps. That share was
@@ -112,6 +112,24 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, shape: tuple[int, int,
     return peak
 
 
+def model_shapes(config) -> list[tuple[int, int, int]]:
+    """The GEMMs a peak is measured on: the model's MLP (4,096 tokens x n_embd -> 4 n_embd) and its vocabulary
+    projection (512 tokens x n_embd -> vocabulary; fewer tokens, as it is 16x wider, to keep the measurement short)."""
+    return [(4096, config.n_embd, 4 * config.n_embd), (512, config.n_embd, config.vocab_size)]
+
+
+def device_peak(trainer, model) -> float:
+    """The matmul FLOP/s of the device ``model`` trains on, in the dtype of the trainer's precision: the faster of
+    the model's own GEMMs (``model_shapes``), each measured once per machine, then read from the cache. What
+    ``train/device/mfu`` and the start-up line's estimate are against."""
+    from lit_gpt5.data.gutenberg import default_cache_dir
+
+    device = trainer.strategy.root_device  # where it trains (in a callback's setup the model is not there yet)
+    dtype = compute_dtype(str(trainer.precision))
+    cache = default_cache_dir() / "matmul-peak.json"
+    return max(matmul_peak(device, dtype, shape, cache) for shape in model_shapes(model.config))
+
+
 def run_length_note(module, trainer, tokens_per_step: int, positions: int, steps: int) -> str | None:
     """``"500 steps: roughly 110 min here (…)"`` for the start-up line, or None for a run too small to be worth it.
     ``tokens_per_step``: one device's tokens in an optimizer step; ``positions``: the sequence length."""
@@ -119,12 +137,8 @@ def run_length_note(module, trainer, tokens_per_step: int, positions: int, steps
     flops = model.flops_per_token(positions, training=True) * tokens_per_step
     if steps <= 0 or flops * steps < ESTIMATE_ABOVE_FLOPS:
         return None
-    from lit_gpt5.data.gutenberg import default_cache_dir
-
-    device = next(model.parameters()).device
-    dtype = compute_dtype(str(trainer.precision))
-    shape = (min(tokens_per_step, 4096), model.config.n_embd, 4 * model.config.n_embd)
-    peak = matmul_peak(device, dtype, shape, default_cache_dir() / "matmul-peak.json")
+    device, dtype = trainer.strategy.root_device, compute_dtype(str(trainer.precision))
+    peak = device_peak(trainer, model)
     seconds = flops * steps / (peak * STEP_SHARE)
     length = f"{seconds / 60:.0f} min" if seconds < 3 * 3600 else f"{seconds / 3600:.1f} h"
     return (

@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from lit_gpt5.model.gpt import GPT, GPTConfig
 from lit_gpt5.training.peak import ESTIMATE_ABOVE_FLOPS, compute_dtype, matmul_peak, measure_matmul, run_length_note
 
 
@@ -33,22 +32,34 @@ def test_compute_dtype(precision, dtype):
     assert compute_dtype(precision) == dtype
 
 
-class _Run:
-    """What ``run_length_note`` reads of a Lightning run: the module's model and the trainer's precision."""
-
-    def __init__(self, model, precision="32-true"):
-        self.model, self.precision = model, precision
-
-
 def test_run_length_note_says_steps_time_and_the_measured_speed_and_skips_small_runs(monkeypatch, tmp_path):
+    import lightning as L
+
+    from lit_gpt5.training.module import GPTLitModule
+
     monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
-    model = GPT(GPTConfig.from_name("gpt-nano", n_layer=1))
-    run = _Run(model)
-    flops_per_step = model.flops_per_token(32, training=True) * 64
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1)
+    trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False)
+    flops_per_step = module.model.flops_per_token(32, training=True) * 64
     small = int(ESTIMATE_ABOVE_FLOPS // flops_per_step) - 1
-    assert run_length_note(run, run, 64, 32, small) is None  # minutes at most anywhere: not measured
+    assert run_length_note(module, trainer, 64, 32, small) is None  # minutes at most anywhere: not measured
     assert not (tmp_path / "matmul-peak.json").exists()
     big = 100 * small
-    note = run_length_note(run, run, 64, 32, big)
+    note = run_length_note(module, trainer, 64, 32, big)
     assert note.startswith(f"{big} steps: roughly ") and "GFLOP/s" in note and "float32 matmuls" in note, note
     assert (tmp_path / "matmul-peak.json").exists()
+
+
+def test_the_throughput_monitor_knows_a_cpus_peak_and_logs_mfu(monkeypatch, tmp_path, book_path):
+    from lit_gpt5.data import GutenbergDataModule
+    from lit_gpt5.training.callbacks import TokenThroughput
+    from lit_gpt5.training.module import GPTLitModule
+    from tests.helpers import quiet_trainer
+
+    monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
+    monitor = TokenThroughput(window_size=2)
+    trainer = quiet_trainer(tmp_path, max_steps=4, callbacks=[monitor], log_every_n_steps=1, precision="32-true")
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1, n_embd=32, n_head=2)
+    trainer.fit(module, GutenbergDataModule(text_path=str(book_path), block_size=16, batch_size=2))
+    assert monitor.available_flops and monitor.available_flops > 1e8  # measured: Lightning's table has no CPU
+    assert 0 < trainer.logged_metrics["train/device/mfu"] < 10
