@@ -142,7 +142,7 @@ def one(run: str, text_path: str, work: Path) -> None:
         if run == "dpo":
             row.update(test_at_best=round(at_best["test/rewards/accuracies"], 4),
                        test_final=round(final["test/rewards/accuracies"], 4), test_n=at_best["n"],
-                       test_correct=at_best["test/rewards/accuracies"] * at_best["n"])  # fmt: skip
+                       test_correct=round(at_best["test/rewards/accuracies"] * at_best["n"], 2))  # fmt: skip
         else:
             row.update(test_at_best=round(at_best["test/loss"], 4), test_final=round(final["test/loss"], 4),
                        test_n=at_best["n"])  # fmt: skip
@@ -174,11 +174,12 @@ def report() -> None:
             continue
         chosen = min(tried, key=lambda r: float(r["val_best"]))  # selection: validation only
         share = (base - float(chosen["test_at_best"])) / gain
+        final_share = (base - float(chosen["test_final"])) / (base - float(full["test_final"]))
         print(
             f"{setting}: learning rate chosen on validation {chosen['lr']} of {len(tried)} (best val/loss "
             f"{chosen['val_best']} at step {chosen['best_step']}); test loss of that checkpoint "
-            f"{float(chosen['test_at_best']):.3f} ({share:.0%} of full tuning's gain), "
-            f"final {float(chosen['test_final']):.3f}"
+            f"{float(chosen['test_at_best']):.3f} ({share:.0%} of full tuning's gain); at the last step "
+            f"{float(chosen['test_final']):.3f} ({final_share:.0%} of full tuning's gain at its last step)"
         )
     if "dpo" in rows:
         r = rows["dpo"]
