@@ -2,8 +2,9 @@
 
     python benchmarks/voyage_accuracy.py --ckpt <checkpoint> [--ckpt <another> ...] --text_path …/829-0.txt
 
-The questions are the held-out "Which voyage of Gulliver's Travels is this passage from?" records of the built-in
-instruction set (the same held-out prompts for SFT and DPO). An answer is right when it names the right part
+The questions are the "Which voyage of Gulliver's Travels is this passage from?" records of the built-in instruction
+set's test split (``--test_fraction``, 0.1 as in ``benchmarks/instruction_pipeline.py``; the same held-out prompts for
+SFT and DPO; 0 takes the validation records instead). An answer is right when it names the right part
 ("Part III: …"); exact answers (the whole title) are counted too. Prints a line per checkpoint; --json_out writes them.
 """
 
@@ -53,10 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", action="append", required=True, help="a checkpoint (repeat to compare several)")
     parser.add_argument("--text_path", help="a local copy of book 829 (default: the cached download)")
+    parser.add_argument("--test_fraction", type=float, default=0.1, help="0: the validation records instead")
     parser.add_argument("--json_out")
     args = parser.parse_args()
     print(describe_machine()["line"])
-    held_out = GulliverInstructDataModule(text_path=args.text_path).load_records()[1]
+    splits = GulliverInstructDataModule(text_path=args.text_path, test_fraction=args.test_fraction).load_splits()
+    held_out = splits.test if args.test_fraction else splits.val
     questions = [r for r in held_out if r["instruction"].startswith("Which voyage")]
     results = [voyage_accuracy(ckpt, questions) for ckpt in args.ckpt]
     for r in results:

@@ -1,0 +1,173 @@
+"""Model 5's training step against this machine's own matmul roofline: how close the real step gets to what its
+matmuls alone would take.
+
+    python benchmarks/roofline.py --text_path ../shared/data/gutenberg/829-0.txt --json benchmarks/results/roofline.json
+    python benchmarks/roofline.py --text_path … --profile benchmarks/results/roofline-profile.txt   # + top-15 ops
+
+1. **The matmul peak**, in the precision ``auto`` picks here: every GEMM of one training step of the model, forward
+   and backward (for each linear layer: the forward product, the input gradient and the weight gradient; the
+   vocabulary projection in the chunked loss's blocks of 512 positions), each timed alone on its own shape (median of
+   ``--repeats``), weighted by how many times a step runs it. Peak = the step's GEMM FLOPs / the time the GEMMs alone
+   take: the FLOP rate a step would reach if it did nothing but its matmuls at this machine's speed.
+2. **The real step**: ``GPTLitModule`` trained by the package's ``Trainer`` on random windows of the book (dropout
+   0.1, fused AdamW, clipping, the chunked loss, Lightning's loop), ``--steps`` optimizer steps after ``--warmup``,
+   timed from one step's end to the next's (the data, the loop and the optimizer included); median.
+3. **The fraction**: the step's FLOPs (``GPT.flops_per_token``, the package's one count: 6N plus attention per
+   token) / the step's time / the peak. On a GPU the datasheet peak (Lightning's table) is printed beside the
+   measured one.
+
+Nothing else should run meanwhile. ``--json`` writes every figure and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import describe_machine  # noqa: E402
+
+CHUNK = 512  # the chunked loss's positions per block (GPTLitModule's default loss_chunk_size)
+
+
+def step_gemms(config, tokens: int) -> list[tuple[tuple[int, int, int], int]]:
+    """((m, k, n), count) of every GEMM of one training step: m x k times k x n, run ``count`` times."""
+    c, v, layers = config.n_embd, config.vocab_size, config.n_layer
+    gemms = []
+    for k, n in ((c, 3 * c), (c, c), (c, 4 * c), (4 * c, c)):  # attention in and out, MLP in and out, per layer
+        gemms += [((tokens, k, n), layers), ((tokens, n, k), layers), ((k, tokens, n), layers)]  # fwd, dgrad, wgrad
+    blocks = -(-tokens // CHUNK)
+    gemms += [((CHUNK, c, v), blocks), ((CHUNK, v, c), blocks), ((c, CHUNK, v), blocks)]  # the vocabulary, chunked
+    return gemms
+
+
+def matmul_roofline(config, tokens: int, dtype: torch.dtype, device: torch.device, repeats: int) -> dict:
+    from lit_gpt5.training.peak import measure_matmul
+
+    rows, flops, seconds = [], 0, 0.0
+    for (m, k, n), count in step_gemms(config, tokens):
+        rate = measure_matmul(m, k, n, dtype, device, repeats)
+        rows.append({"shape": [m, k, n], "count": count, "gflop_per_s": rate / 1e9})
+        flops += 2 * m * k * n * count
+        seconds += 2 * m * k * n * count / rate
+    return {"gemm_flops": flops, "gemm_seconds": seconds, "peak_flop_per_s": flops / seconds, "gemms": rows}
+
+
+class StepTimer(L.Callback):
+    """The wall time between consecutive ends of training batches (one optimizer step each: no accumulation), and,
+    given a profiler, its ``step()`` after each batch (its schedule says which batches it records)."""
+
+    def __init__(self, profiler=None) -> None:
+        self.ends: list[float] = []
+        self.profiler = profiler
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ends.append(time.perf_counter())
+        if self.profiler is not None:
+            self.profiler.step()
+
+
+def real_step(args, profile_out: Path | None) -> dict:
+    """The median real training step; with ``profile_out``, two more steps after the timed ones are profiled
+    (torch.profiler) and the top-15 operators by self time written there."""
+    import contextlib
+
+    from torch.profiler import ProfilerActivity, schedule
+    from torch.profiler import profile as torch_profile
+
+    from lit_gpt5.data import GutenbergDataModule
+    from lit_gpt5.training.module import GPTLitModule
+    from lit_gpt5.training.trainer import Trainer
+
+    L.seed_everything(0, verbose=False)
+    module = GPTLitModule(model_name=args.model, dropout=args.dropout)
+    data = GutenbergDataModule(text_path=args.text_path, block_size=args.block_size, batch_size=args.batch_size)
+    timed = args.warmup + args.steps
+    profiler = None
+    if profile_out is not None:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        profiler = torch_profile(activities=activities, schedule=schedule(wait=timed, warmup=1, active=2))
+    timer = StepTimer(profiler)
+    trainer = Trainer(
+        accelerator="auto", precision="auto", max_steps=timed + (3 if profiler else 0), limit_val_batches=0,
+        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, gradient_clip_val=1.0, callbacks=[timer],
+    )  # fmt: skip
+    with profiler if profiler is not None else contextlib.nullcontext():
+        trainer.fit(module, datamodule=data)
+    steps = [b - a for a, b in zip(timer.ends, timer.ends[1:], strict=False)][args.warmup - 1 : timed - 1]
+    result = {"precision": str(trainer.precision), "step_seconds": statistics.median(steps), "steps": steps}
+    if profiler is not None:
+        sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        table = profiler.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=60)
+        profile_out.write_text(describe_machine()["line"] + "\n" + table + "\n")
+        result["profile"] = str(profile_out)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--text_path", required=True, help="a local copy of Gulliver's Travels (book 829)")
+    parser.add_argument("--model", default="model5")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--block_size", type=int, default=256)
+    parser.add_argument("--dropout", type=float, default=0.1, help="Model 5's config trains with 0.1")
+    parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each GEMM")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", help="also profile two steps and write the top-15 table here")
+    args = parser.parse_args()
+    from lit_gpt5.model.gpt import GPTConfig
+    from lit_gpt5.training.peak import compute_dtype
+    from lit_gpt5.training.trainer import keep_freed_memory, resolve_precision
+
+    machine = describe_machine()
+    print(machine["line"], flush=True)
+    keep_freed_memory()  # as the CLI does
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision, _ = resolve_precision("auto", device.type)
+    dtype = compute_dtype(str(precision))
+    config = GPTConfig.from_name(args.model)
+    tokens = args.batch_size * args.block_size
+    roof = matmul_roofline(config, tokens, dtype, device, args.repeats)
+    step = real_step(args, Path(args.profile) if args.profile else None)
+    from lit_gpt5.model.gpt import GPT
+
+    with torch.device("meta"):
+        model = GPT(config)
+    step_flops = model.flops_per_token(args.block_size, training=True) * tokens
+    achieved = step_flops / step["step_seconds"]
+    result = {
+        "machine": machine, "settings": vars(args), "precision": step["precision"], "step_flops": step_flops,
+        "step_seconds": step["step_seconds"], "step_flop_per_s": achieved,
+        "tokens_per_s": tokens / step["step_seconds"], "fraction_of_peak": achieved / roof["peak_flop_per_s"],
+        **roof, "steps": step["steps"],
+    }  # fmt: skip
+    if device.type == "cuda":
+        from lightning.fabric.utilities.throughput import get_available_flops
+
+        result["datasheet_peak_flop_per_s"] = get_available_flops(device, dtype)
+    print(f"{args.model}, B={args.batch_size}, T={args.block_size}, {step['precision']}, dropout {args.dropout}")
+    print(f"matmul peak (this step's GEMMs, each alone): {roof['peak_flop_per_s'] / 1e9:,.0f} GFLOP/s "
+          f"({roof['gemm_flops'] / 1e12:.2f} TFLOP of GEMMs in {roof['gemm_seconds']:.2f} s)")  # fmt: skip
+    print(f"real training step: {step['step_seconds']:.2f} s (median of {len(step['steps'])}), "
+          f"{step_flops / 1e12:.2f} TFLOP by GPT.flops_per_token = {achieved / 1e9:,.0f} GFLOP/s, "
+          f"{tokens / step['step_seconds']:,.0f} tokens/s")  # fmt: skip
+    print(f"fraction of the matmul peak: {result['fraction_of_peak']:.0%}")
+    if "datasheet_peak_flop_per_s" in result and result["datasheet_peak_flop_per_s"]:
+        print(f"MFU against the datasheet peak: {achieved / result['datasheet_peak_flop_per_s']:.0%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
