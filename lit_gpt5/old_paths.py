@@ -79,6 +79,7 @@ MOVED: dict[str, str] = {
     "lit_gpt5.experiments": "lit_gpt5.tools.studies",
     "lit_gpt5.stats": "lit_gpt5.tools.stats",
     "lit_gpt5.machine": "lit_gpt5.tools.machine",
+    "lit_gpt5.machine.FLAGS": "lit_gpt5.training.peak.FLAGS",
     "lit_gpt5.reward_cli": "lit_gpt5.commands.reward",
     "lit_gpt5.sft": "lit_gpt5.commands.sft",
     "lit_gpt5.sft.TEMPLATES": "lit_gpt5.model.prompts.TEMPLATES",
