@@ -2,6 +2,12 @@
 
     python benchmarks/model5_run.py --text_path ../shared/data/gutenberg/829-0.txt                 # ~1 h on 2 cores
     python benchmarks/model5_run.py --text_path … --sampling shuffled --out notebooks/results/model5-shuffled
+    python benchmarks/model5_run.py --text_paths G.txt P.txt F.txt --out notebooks/results/model5-3books  # ~2 h
+
+With several books (``--text_paths``) the model trains on all of them and ``metrics.csv``'s ``val_loss`` is the first
+book's held-out tail (``val/loss/<its name>``); ``val_by_book.csv`` has every book's. A run stopped part-way (Ctrl-C,
+a killed session) continues from its ``last.ckpt`` when the same command is run again (``--fresh`` starts over); its
+summary then says so, and its wall time is the last part's.
 
 Runs, in a process of its own (nothing else should run meanwhile: the wall time and tokens/s are part of the result)::
 
@@ -52,16 +58,37 @@ def samples(log_text: str) -> list[tuple[int, str]]:
     return [(int(s), t) for s, t in re.findall(r"----- sample at step (\d+) -----\n(.*?)\n-----\n", log_text, re.S)]
 
 
-def write_results(out: Path, log_dir: Path, log_text: str, command: list[str], wall: float, rss: float) -> dict:
+def write_results(
+    out: Path,
+    log_dirs: list[Path],
+    log_text: str,
+    command: list[str],
+    wall: float,
+    rss: float,
+    val_book: str | None = None,
+) -> dict:
     from lit_gpt5.tools.studies import read_scalars
 
-    scalars = read_scalars(log_dir)
+    # A resumed run logs to a second version folder: its steps continue the first's (and replace any it repeats).
+    merged: dict[str, dict[int, float]] = {}
+    for log_dir in log_dirs:
+        for tag, (steps, values) in read_scalars(log_dir).items():
+            merged.setdefault(tag, {}).update(zip(steps, values, strict=True))
+    scalars = {tag: (sorted(v), [v[s] for s in sorted(v)]) for tag, v in merged.items()}
     # train/loss is logged before the optimizer step's update, at the step count before it (99 for the 100th step):
     # written here at the count after it, so step s holds the train loss of the batch trained just before the
     # validation at step s.
     train = {s + 1: v for s, v in zip(*scalars.get("train/loss", ([], [])), strict=True)}
-    val = dict(zip(*scalars["val/loss"], strict=True))
+    by_book = {k.removeprefix("val/loss/"): dict(zip(*v, strict=True)) for k, v in scalars.items()
+               if k.startswith("val/loss/")}  # fmt: skip
+    val = by_book[val_book] if val_book else dict(zip(*scalars["val/loss"], strict=True))
     out.mkdir(parents=True, exist_ok=True)
+    if by_book:
+        with open(out / "val_by_book.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", *by_book])
+            for step in sorted(val):
+                writer.writerow([step, *(f"{v[step]:.6f}" for v in by_book.values())])
     with open(out / "metrics.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "train_loss", "val_loss"])
@@ -79,6 +106,7 @@ def write_results(out: Path, log_dir: Path, log_text: str, command: list[str], w
     near = [v for s, v in train.items() if last - 50 < s <= last]
     summary = {
         "command": " ".join(command),
+        "val_loss_of": f"val/loss/{val_book}" if val_book else "val/loss",
         "machine": describe_machine(),
         "wall_s": wall,
         "peak_rss_mb": rss,
@@ -122,6 +150,8 @@ def plot(out: Path, train: dict, val: dict, summary: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text_path", help="the book; default: downloaded from Project Gutenberg (#829)")
+    parser.add_argument("--text_paths", nargs="+", help="several books, trained on together (val_loss: the first's)")
+    parser.add_argument("--fresh", action="store_true", help="start over even where a stopped run's last.ckpt is")
     parser.add_argument("--sampling", default="random", choices=["random", "shuffled", "sequential"])
     parser.add_argument("--out", default=None, help="default: notebooks/results/model5[-<sampling>]")
     parser.add_argument("--accelerator", default="cpu")
@@ -136,20 +166,35 @@ def main() -> None:
     # The run's own folder outlives the script (notebooks/runs/ is not committed), so that an error after an hour of
     # training leaves its logs to read instead of losing them with a temporary folder.
     work = REPO / "notebooks" / "runs" / out.name
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    lasts = sorted(work.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    last = lasts[-1] if lasts else None
+    resumed = last is not None and not (work / "finished").exists() and not args.fresh
+    if not resumed:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
     command = [
         sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
         f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
         f"--trainer.default_root_dir={work}", "--trainer.enable_progress_bar=false",
     ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
+    if args.text_paths:
+        command.append(f"--data.text_paths=[{','.join(str(Path(p).resolve()) for p in args.text_paths)}]")
     command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
-    log = work / "run.log"
+    log = work / ("run-resumed.log" if resumed else "run.log")
+    if resumed:
+        print(f"continuing the stopped run from {last}")
+        command.append(f"--ckpt_path={last}")
     wall, rss = run(command, log)
-    log_dir = next(work.glob("lightning_logs/version_*"))
+    (work / "finished").touch()
+    log_dirs = sorted(work.glob("lightning_logs/version_*"), key=lambda p: int(p.name.split("_")[1]))
     shown = ["python", *command[1:]]
     shown = [a if not a.startswith("--trainer.default_root_dir") else "--trainer.default_root_dir=<dir>" for a in shown]
-    summary = write_results(out, log_dir, log.read_text(), shown, wall, rss)
+    text = "".join(p.read_text() for p in (work / "run.log", work / "run-resumed.log") if p.exists())
+    val_book = Path(args.text_paths[0]).stem if args.text_paths else None
+    summary = write_results(out, log_dirs, text, shown, wall, rss, val_book)
+    if resumed:
+        summary["resumed_from"] = str(last.relative_to(REPO))
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"test loss by step: { {s: round(v, 3) for s, v in summary['val_loss'].items()} }")
     gap = summary["train_test_gap"]
     print(

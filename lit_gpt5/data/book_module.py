@@ -119,8 +119,10 @@ class GutenbergDataModule(TokenWindowDataModule):
     ``~/.cache/lit_gpt5``) and tokenized once with the GPT-2 BPE. Several books: ``book_ids`` and/or
     ``text_paths`` (not together with a single one); each is split on its own (the held-out part taken per book), no
     window crosses from one book to the next, and the validation loss is also logged per book as
-    ``val/loss/<name>``. Downloading and tokenizing happen in ``prepare_data``; ``setup`` reads the cache. The other
-    arguments are ``TokenWindowDataModule``'s.
+    ``val/loss/<name>``. ``eval_text_paths`` / ``eval_book_ids``: books only evaluated (their held-out part, as
+    ``val/loss/<name>``), never trained on and not part of ``val/loss``: how a run on one book reads on others.
+    Downloading and tokenizing happen in ``prepare_data``; ``setup`` reads the cache. The other arguments are
+    ``TokenWindowDataModule``'s (``train_fraction`` among them: train on the first part of each book only).
     """
 
     def __init__(
@@ -131,12 +133,25 @@ class GutenbergDataModule(TokenWindowDataModule):
         cache_dir: str | None = None,
         book_ids: list[int] | None = None,
         text_paths: list[str] | None = None,
+        eval_text_paths: list[str] | None = None,
+        eval_book_ids: list[int] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(tokens=None, **kwargs)
-        if kwargs.get("store") and any(v for v in (book_id, url, text_path, book_ids, text_paths)):
+        books = (book_id, url, text_path, book_ids, text_paths, eval_text_paths, eval_book_ids)
+        if kwargs.get("store") and any(v for v in books):
             raise UserError("--data.store trains on a token store: drop the book arguments (or build them into it)")
-        self.sources = book_sources(book_id, url, text_path, cache_dir, book_ids, text_paths)
+        trained = book_sources(book_id, url, text_path, cache_dir, book_ids, text_paths)
+        evaluated = [BookSource(text_path=p, cache_dir=cache_dir) for p in eval_text_paths or []]
+        evaluated += [BookSource(book_id=i, cache_dir=cache_dir) for i in eval_book_ids or []]
+        self.sources = trained + evaluated
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise UserError(
+                "the books trained on and evaluated must have distinct names (file stems or ids), got "
+                + ", ".join(names)
+            )
+        self.eval_only += [s.name for s in evaluated]
 
     def load_documents(self) -> dict[str, torch.Tensor]:
         return {source.name: source.tokens() for source in self.sources}

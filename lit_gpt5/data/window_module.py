@@ -13,7 +13,15 @@ from torch.utils.data import DataLoader
 from lit_gpt5.data.segments import Segments
 from lit_gpt5.data.starts import Sampling, WeightedRandomStarts, WindowStarts, make_starts
 from lit_gpt5.data.streams import batch_loader, check_fraction, check_positive, trainer_position
-from lit_gpt5.data.windows import SPLITS, RandomWindowDataset, Split, as_segments, split_tokens, validation_windows
+from lit_gpt5.data.windows import (
+    SPLITS,
+    RandomWindowDataset,
+    Split,
+    as_segments,
+    first_fraction,
+    split_tokens,
+    validation_windows,
+)
 from lit_gpt5.errors import UserError
 from lit_gpt5.old_paths import deprecated
 from lit_gpt5.resume.state import global_batches_trained
@@ -49,6 +57,11 @@ class TokenWindowDataModule(L.LightningDataModule):
             weights (``{"829": 1, "1342": 3}``) instead of in proportion to the sources' sizes.
         allow_unfinished_store: train on a store whose build did not finish (what its shards hold so far); refused
             otherwise. Every store's shards are checked against their sha256 once (``lit-gpt5 data verify``).
+        train_fraction: train on the first this much of each document's training part (0 < f <= 1); the held-out
+            part is unchanged. Less unique text for the same token budget: more passes over it (a data-constrained
+            run).
+        eval_only: names of documents (keys of ``tokens``) that are evaluated but never trained on: their held-out
+            part is validated as ``val/loss/<name>``, and it is not part of ``val/loss`` (which selects checkpoints).
     """
 
     batch_kind = "tokens"  # batches (x, y): what GPTLitModule trains on
@@ -69,8 +82,17 @@ class TokenWindowDataModule(L.LightningDataModule):
         store: str | None = None,
         source_weights: dict[str, float] | None = None,
         allow_unfinished_store: bool = False,
+        train_fraction: float = 1.0,
+        eval_only: list[str] | None = None,
     ) -> None:
         super().__init__()
+        if train_fraction != 1.0:
+            check_fraction("train_fraction", train_fraction)
+        if store is not None and (train_fraction != 1.0 or eval_only):
+            raise UserError(
+                "--data.train_fraction and --data.eval_only work on books and token tensors, not on a --data.store; "
+                "build a store of the part to train on instead"
+            )
         check_positive(block_size=block_size, batch_size=batch_size)
         if source_weights and (store is None or sampling != "random"):
             raise UserError("--data.source_weights needs --data.store and --data.sampling random")
@@ -89,6 +111,8 @@ class TokenWindowDataModule(L.LightningDataModule):
             )
         self.save_hyperparameters(ignore=["tokens"])
         self.tokens = tokens
+        self.train_fraction = train_fraction
+        self.eval_only = list(eval_only or [])
         self.block_size = block_size
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
@@ -139,8 +163,20 @@ class TokenWindowDataModule(L.LightningDataModule):
         else:
             self.segment_sources = None
 
+    @property
+    def eval_only_sets(self) -> list[str]:
+        """Held-out sets that are reported on their own but are not part of ``val/loss``: documents never trained on."""
+        return list(self.eval_only)
+
     def _split(self, documents: dict[str, torch.Tensor], keep: bool = False) -> None:
         hp = self.hparams
+        unknown = sorted(set(self.eval_only_sets) - set(documents))
+        if unknown or (documents and set(self.eval_only_sets) >= set(documents)):
+            raise UserError(
+                f"--data.eval_only names {', '.join(unknown)}, not among the documents ({', '.join(documents)})"
+                if unknown
+                else "--data.eval_only names every document: leave at least one to train on"
+            )
         train: list[torch.Tensor] = []
         val_sets: dict[str, list[torch.Tensor]] = {}
         # (NumPy's max: torch has none for uint16, the token cache's dtype)
@@ -164,7 +200,14 @@ class TokenWindowDataModule(L.LightningDataModule):
                     f"--data.val_fraction {hp.val_fraction} holds out {sum(len(s) for s in held_out)} token(s) of "
                     f"{len(tokens)}{where}: nothing to validate on; raise --data.val_fraction"
                 )
-            train += doc_train
+            if name not in self.eval_only_sets:
+                doc_train = first_fraction(doc_train, self.train_fraction)
+                if max((len(s) for s in doc_train), default=0) < self.block_size + 1:
+                    raise UserError(
+                        f"--data.train_fraction {self.train_fraction} leaves {sum(len(s) for s in doc_train)} training "
+                        f"tokens{where}, no window of block_size + 1 = {self.block_size + 1}; raise it"
+                    )
+                train += doc_train
             val_sets[name] = held_out
         self.train_dataset(segments=train)  # fails now on a text without a single window
         if keep:

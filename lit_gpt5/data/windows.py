@@ -128,6 +128,19 @@ def split_tokens(
     return [tokens[a:b] for a, b in train], [tokens[a:b] for a, b in held_out]
 
 
+def first_fraction(segments: list[torch.Tensor], fraction: float) -> list[torch.Tensor]:
+    """The first ``fraction`` of the tokens of ``segments``, in text order (the last segment kept cut short): the
+    training text of a data-constrained run, whose held-out text stays what it was."""
+    keep = round(fraction * sum(len(s) for s in segments))
+    out = []
+    for segment in segments:
+        if keep <= 0:
+            break
+        out.append(segment[:keep])
+        keep -= len(out[-1])
+    return out
+
+
 def __getattr__(name: str) -> object:  # names of 0.1 that moved (lit_gpt5.old_paths)
     from lit_gpt5.old_paths import moved_names
 

@@ -157,12 +157,12 @@ def settle_resumed_model(model: Namespace, ckpt: dict, ckpt_path: str, report: b
 # under the same name (other text, another held-out set, another window stream), so it is refused.
 DATA_IDENTITY = (
     "book_id", "url", "text_path", "book_ids", "text_paths", "train_path", "val_path", "val_fraction", "split",
-    "interleave_blocks", "seed", "store",
+    "interleave_blocks", "seed", "store", "train_fraction",
 )  # fmt: skip
 # Data arguments a resumed run may change: the batch stream continues after the micro-batches already trained.
 DATA_POLICY = (
     "batch_size", "block_size", "sampling", "random_offset", "max_length", "template", "mask_prompt",
-    "bucket_by_length", "val_batch_size",
+    "bucket_by_length", "val_batch_size", "eval_text_paths", "eval_book_ids", "eval_only",
 )  # fmt: skip
 
 

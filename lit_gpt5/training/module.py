@@ -54,6 +54,7 @@ class GPTLitModule(L.LightningModule):
         self.steps = OptimizerStep(self.unit_name, self.settings.on_nonfinite, self.run_state)
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
         self.eval_loss_by_set = torch.nn.ModuleDict()  # one MeanMetric per held-out set, when there are several
+        self.eval_only_sets: set[str] = set()  # held-out sets of documents never trained on: not in val/loss
         self.blocks_compiled = False
         self.last_batch_shape = (0, 0)  # (rows, positions) of the last batch: what flops_per_batch counts
 
@@ -94,6 +95,7 @@ class GPTLitModule(L.LightningModule):
         if len(names) > 1 and not self.eval_loss_by_set:
             for name in names:
                 self.eval_loss_by_set[name] = MeanMetric()
+        self.eval_only_sets = set(getattr(getattr(self.trainer, "datamodule", None), "eval_only_sets", []))
 
     def on_fit_start(self) -> None:
         self.run_state.begin()
@@ -130,9 +132,11 @@ class GPTLitModule(L.LightningModule):
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, dataloader_idx: int) -> None:
         loss_sum, count = self.loss_sum(*batch)
         mean = mean_loss(loss_sum, count)
-        self.eval_loss[stage].update(mean, weight=count)
-        if self.eval_loss_by_set:
-            list(self.eval_loss_by_set.values())[dataloader_idx].update(mean, weight=count)
+        name = list(self.eval_loss_by_set)[dataloader_idx] if self.eval_loss_by_set else None
+        if name not in self.eval_only_sets:  # a set never trained on is reported alone, not in {stage}/loss
+            self.eval_loss[stage].update(mean, weight=count)
+        if name is not None:
+            self.eval_loss_by_set[name].update(mean, weight=count)
 
     def eval_metrics(self, stage: str) -> dict[str, float]:
         """This evaluation's figures (``val`` or ``test``): token-weighted means, already reduced across ranks; the
