@@ -2,6 +2,7 @@
 
 ==============  ================================================================================================
 ``gpt``         ``GPTConfig``, ``GPT`` (nanoGPT-style), ``KVCache``: the network, its one loss entry and FLOP count
+``dropout``     dropout whose masks are cheap on a CPU (4 elements per 64-bit draw); attention with dropout there
 ``loss``        token cross-entropy as (sum, count); the chunked loss that never holds all logits
 ``lora``        LoRA adapters: applied, merged, switched off
 ``generate``    KV-cache generation: temperature, top-k, top-p, seeds, stop tokens, batches of prompts
