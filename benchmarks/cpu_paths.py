@@ -12,6 +12,10 @@ sizes (Model 5), in the precision ``auto`` picks on the CPU measured (and float3
   default, one step over GPT-2 small's 124M parameters;
 * attention: ``scaled_dot_product_attention``'s fused CPU kernel against its math path, forward and backward at
   B = 16, T = 256, 12 heads of 64;
+* dropout (training with dropout, as Model 5): ``lit_gpt5.model.dropout``'s masks (four elements per 64-bit draw)
+  against ``F.dropout`` on a 16 x 256 x 768 activation, and causal attention with dropout 0.1 written out
+  (``attention_with_dropout``) against ``scaled_dot_product_attention(dropout_p=0.1)`` (its math path: no fused CPU
+  kernel takes dropout), forward and backward;
 * malloc: a whole training step (gpt-micro, B = 8, T = 256, fused AdamW, chunked loss) with glibc's freed memory kept
   (``keep_freed_memory``, what the CLI sets) against glibc's defaults, in fresh processes alternated ``--rounds``
   times per side (3 repeats of one process are within noise of each other: 0.96x and 1.04x seen for the same code).
@@ -36,6 +40,7 @@ sys.path.insert(0, str(HERE))
 from _machine import AVX2_EMULATION, describe_machine  # noqa: E402
 
 DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
+PATHS = ("loss", "attention", "dropout", "malloc", "adamw")
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -83,6 +88,33 @@ def attention(dtype: torch.dtype, fused: bool, repeats: int) -> float:
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         out.sum().backward()
         q.grad = k.grad = v.grad = None
+
+    return median_seconds(step, repeats)
+
+
+def with_dropout(dtype: torch.dtype, tuned: bool, what: str, repeats: int) -> float:
+    from lit_gpt5.model.dropout import attention_with_dropout, dropout
+
+    torch.manual_seed(0)
+    if what == "mask":
+        x = torch.randn(16, 256, 768, dtype=dtype, requires_grad=True)
+
+        def run() -> torch.Tensor:
+            return dropout(x, 0.1, True) if tuned else torch.nn.functional.dropout(x, 0.1, True)
+
+        inputs = [x]
+    else:
+        inputs = [torch.randn(16, 12, 256, 64, dtype=dtype, requires_grad=True) for _ in range(3)]
+
+        def run() -> torch.Tensor:
+            if tuned:
+                return attention_with_dropout(*inputs, 0.1)
+            return torch.nn.functional.scaled_dot_product_attention(*inputs, dropout_p=0.1, is_causal=True)
+
+    def step() -> None:
+        run().sum().backward()
+        for t in inputs:
+            t.grad = None
 
     return median_seconds(step, repeats)
 
@@ -136,6 +168,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=list(DTYPES),
                         help="which to time (bf16 on a CPU without native bf16 takes tens of minutes)")  # fmt: skip
     parser.add_argument("--json_out", default="cpu_paths.json")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="which rows to time")
     args = parser.parse_args()
     if args.emulate:
         argv = [a for a in sys.argv[1:] if a not in ("--emulate", "avx2")]
@@ -159,11 +192,20 @@ def main() -> None:
     print(f"{'path (tuned vs plain)':<34}{'precision':<12}{'tuned s':>10}{'plain s':>10}{'ratio':>9}")
     for precision in args.precisions:
         dtype, r = DTYPES[precision], args.repeats
-        row(f"loss softmax rows {CPU_SOFTMAX_ROWS} vs 512", precision, loss_rows(dtype, None, r),
-            loss_rows(dtype, 512, r))  # fmt: skip
-        row("attention fused vs math", precision, attention(dtype, True, r), attention(dtype, False, r))
-        row("malloc kept vs glibc default", precision, *training_steps(precision, r, args.rounds))
-    row("AdamW fused vs foreach (fp32)", "32-true", adamw(True, args.repeats), adamw(False, args.repeats))
+        if "loss" in args.paths:
+            row(f"loss softmax rows {CPU_SOFTMAX_ROWS} vs 512", precision, loss_rows(dtype, None, r),
+                loss_rows(dtype, 512, r))  # fmt: skip
+        if "attention" in args.paths:
+            row("attention fused vs math", precision, attention(dtype, True, r), attention(dtype, False, r))
+        if "dropout" in args.paths:
+            row("dropout masks: lanes vs F.dropout", precision, with_dropout(dtype, True, "mask", r),
+                with_dropout(dtype, False, "mask", r))  # fmt: skip
+            row("attention+dropout: ours vs SDPA", precision, with_dropout(dtype, True, "attention", r),
+                with_dropout(dtype, False, "attention", r))  # fmt: skip
+        if "malloc" in args.paths:
+            row("malloc kept vs glibc default", precision, *training_steps(precision, r, args.rounds))
+    if "adamw" in args.paths:
+        row("AdamW fused vs foreach (fp32)", "32-true", adamw(True, args.repeats), adamw(False, args.repeats))
     Path(args.json_out).write_text(json.dumps({"machine": machine, "auto": auto, "rows": rows}, indent=1))
 
 

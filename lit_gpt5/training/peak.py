@@ -7,8 +7,9 @@ MLP's and its vocabulary projection's), median of a few repeats, the faster of t
 
 ``run_length_note`` turns it into the start-up line's estimate: the run's matmul FLOPs (``GPT.flops_per_token``, the
 package's one count) over the measured speed, divided by the share of it a whole training step keeps. That share was
-measured on Model 5: 0.6 on a 2-core AMD Zen 4 in bf16 (331 tokens/s against 420 GFLOP/s matmuls), the rest being
-layer norms, GELU, dropout, softmax, the optimizer and copies. It is a rough figure, said as one.
+measured on Model 5: 0.7 on a 2-core AMD Zen 4 in bf16 (a step at ~285 GFLOP/s against ~400 GFLOP/s of matmuls,
+``benchmarks/roofline.py``), the rest being layer norms, GELU, dropout, softmax, the optimizer and copies. It is a
+rough figure, said as one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from lit_gpt5.log import get_logger
 log = get_logger(__name__)
 
 # The share of the matmul peak a whole training step reaches (measured on Model 5, see the module docstring).
-STEP_SHARE = 0.6
+STEP_SHARE = 0.7
 # Runs below this many training FLOPs are not estimated: minutes at most on any machine, not worth the measurement.
 ESTIMATE_ABOVE_FLOPS = 1e14
 DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
