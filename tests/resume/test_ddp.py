@@ -79,18 +79,6 @@ def test_ranks_draw_different_windows_and_agree_on_the_val_loss(uninterrupted):
     assert acc.Scalars("train/tokens")[-1].value == 6 * 2 * B * T  # both ranks' tokens
 
 
-def test_a_resumed_two_process_run_continues_the_same_stream(book_path, uninterrupted, tmp_path):
-    (tmp_path / "rec").mkdir()
-    first = run(book_path, tmp_path, 3)
-    assert first.returncode == 0, first.stderr[-3000:]
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    resumed = run(book_path, tmp_path, 6, f"--ckpt_path={last}", record=str(tmp_path / "rec"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for rank in (0, 1):
-        expected = steps_seen(uninterrupted / "rec", rank)
-        assert steps_seen(tmp_path / "rec", rank) == {s: expected[s] for s in (3, 4, 5)}
-
-
 def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(book_path, tmp_path):
     # SIGTERM reaches rank 1 alone, at its 5th micro-batch (step 4): both ranks finish step 4 and stop together.
     sender = ["--trainer.callbacks+=tests.helpers.SignalOnRank", "--trainer.callbacks.micro_batch=4"]
@@ -111,19 +99,24 @@ def micro_batches_seen(directory) -> dict[int, list[list[int]]]:
     return seen
 
 
-def test_a_run_resumed_on_another_number_of_ranks_continues_the_same_global_stream(book_path, uninterrupted, tmp_path):
+def test_a_run_resumed_on_the_same_or_another_number_of_ranks_continues_the_same_global_stream(
+    book_path, uninterrupted, tmp_path
+):
     # 2 ranks x 1 micro-batch and 1 rank x 2 micro-batches train the same global batches per optimizer step (2s and
-    # 2s + 1): saved on 2 ranks and resumed on 1, and the other way round, the stream goes on with neither a repeat
-    # nor a skip.
+    # 2s + 1): saved on 2 ranks and resumed on 2 or on 1, and saved on 1 and resumed on 2, the stream goes on with
+    # neither a repeat nor a skip. Each resume runs in a folder of its own, so one saved run serves two resumes.
     expected = [steps_seen(uninterrupted / "rec", rank) for rank in (0, 1)]
     one_rank = ["--trainer.devices=1", "--trainer.accumulate_grad_batches=2"]
-    for name, before, after in (("2to1", [], one_rank), ("1to2", one_rank, [])):
+    saved = {}
+    for name, ranks in (("saved-on-2", []), ("saved-on-1", one_rank)):
+        first = run(book_path, tmp_path / name, 3, *ranks)
+        assert first.returncode == 0, first.stderr[-3000:]
+        saved[name] = tmp_path / name / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    for name, source, after in (("2to2", "saved-on-2", []), ("2to1", "saved-on-2", one_rank),
+                                ("1to2", "saved-on-1", [])):  # fmt: skip
         root = tmp_path / name
         (root / "rec").mkdir(parents=True)
-        first = run(book_path, root, 3, *before)
-        assert first.returncode == 0, first.stderr[-3000:]
-        last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-        resumed = run(book_path, root, 6, f"--ckpt_path={last}", *after, record=str(root / "rec"))
+        resumed = run(book_path, root, 6, f"--ckpt_path={saved[source]}", *after, record=str(root / "rec"))
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         if after:  # one process, two micro-batches a step
             assert micro_batches_seen(root / "rec") == {s: [expected[0][s], expected[1][s]] for s in (3, 4, 5)}
