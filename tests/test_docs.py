@@ -170,7 +170,8 @@ def test_every_documented_command_link_and_config_holds():
 
 @pytest.mark.slow
 def test_a_renamed_flag_fails_the_check(tmp_path):
-    for path in doc_files(REPO):
+    # The two pages changed below, and CONTRIBUTING (every check reads it); the other pages are not needed.
+    for path in (REPO / "README.md", REPO / "CONTRIBUTING.md", REPO / "docs" / "memory-and-scale.md"):
         dest = tmp_path / path.relative_to(REPO)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest)
