@@ -42,12 +42,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
 from _study import Study, append  # noqa: E402
+from sampling_study import BATCH, BLOCK, BOOKS, MODEL, STEPS, VAL_EVERY, study_module, tokens_and_passes  # noqa: E402
 
 REPO = HERE.parent
 OUT = REPO / "notebooks" / "results" / "data_constrained"
-BOOKS = {"gulliver": "829-0.txt", "pride_and_prejudice": "1342-0.txt", "frankenstein": "84-0.txt"}
 THREE = "+".join(BOOKS)
-MODEL, STEPS, BATCH, BLOCK, VAL_EVERY = "gpt-micro", 500, 16, 256, 25
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 KEY = ("model", "train_books", "train_fraction", "sampler", "seed")
 FINALS = ["train_books", "train_fraction", "sampler", "seed", "model", "tokens_seen", "passes", "eval_book",
@@ -91,11 +90,10 @@ def micro_run(books: str, fraction: float, sampler: str, seed: int, shared: Path
 
     from lit_gpt5.data import GutenbergDataModule
     from lit_gpt5.tools.studies import read_scalars, train
-    from lit_gpt5.training.module import GPTLitModule
 
     trained = books.split("+")
     torch.manual_seed(seed)
-    module = GPTLitModule(model_name=MODEL, dropout=0.1, learning_rate=2e-3, min_lr=1e-4, warmup_steps=20)
+    module = study_module()
     data = GutenbergDataModule(
         **({"text_path": book_paths(shared, trained)[0]} if len(trained) == 1 else
            {"text_paths": book_paths(shared, trained)}),
@@ -113,10 +111,7 @@ def micro_run(books: str, fraction: float, sampler: str, seed: int, shared: Path
     scalars = read_scalars(log_dir)
     val = {name_of(tag.removeprefix("val/loss/")): dict(zip(*v, strict=True)) for tag, v in scalars.items()
            if tag.startswith("val/loss/")}  # fmt: skip
-    # As in the sampling study: every batch is full, so the tokens are exactly steps x batch x block, and the passes
-    # are the last logged passes scaled by the same ratio (train/epochs is logged every few steps).
-    tokens = steps * BATCH * BLOCK
-    passes = scalars["train/epochs"][1][-1] * tokens / scalars["train/tokens"][1][-1]
+    tokens, passes = tokens_and_passes(scalars, steps)
     train_loss = dict(zip(*scalars.get("train/loss", ([], [])), strict=True))
     return tokens, passes, val, train_loss
 

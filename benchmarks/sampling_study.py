@@ -53,16 +53,33 @@ def study(out: Path) -> Study:
     return Study(Path(__file__), out / "finals.csv", ("book", "sampler", "seed"), (str, str, int))
 
 
+def study_module():
+    """The model every run of this study (and of ``data_constrained_study.py``) trains: gpt-micro with Model 5's dropout
+    and cpu-demo's schedule."""
+    from lit_gpt5.training.module import GPTLitModule
+
+    return GPTLitModule(model_name=MODEL, dropout=0.1, learning_rate=2e-3, min_lr=1e-4, warmup_steps=20)
+
+
+def tokens_and_passes(scalars: dict, steps: int) -> tuple[int, float]:
+    """(tokens, passes over the training text) of a run of ``steps`` full batches, from its logged scalars.
+
+    train/tokens and train/epochs are logged every few steps, so their last values can be a step or two short of the
+    end (498 of 500 batches with a log every 6 steps). Every batch is full, so the run's tokens are exactly
+    steps x batch x block, and its passes are the last logged passes scaled by the same ratio."""
+    tokens = steps * BATCH * BLOCK
+    return tokens, scalars["train/epochs"][1][-1] * tokens / scalars["train/tokens"][1][-1]
+
+
 def one_run(book: str, sampler: str, seed: int, shared: Path, out: Path, runs: Path, steps: int = STEPS) -> None:
     """Train one run and append its final and its curve (called in a process of its own)."""
     import torch
 
     from lit_gpt5.data import GutenbergDataModule
     from lit_gpt5.tools.studies import read_scalars, train
-    from lit_gpt5.training.module import GPTLitModule
 
     torch.manual_seed(seed)
-    module = GPTLitModule(model_name=MODEL, dropout=0.1, learning_rate=2e-3, min_lr=1e-4, warmup_steps=20)
+    module = study_module()
     data = GutenbergDataModule(
         text_path=str(shared / "data" / "gutenberg" / BOOKS[book]),
         block_size=BLOCK,
@@ -80,11 +97,7 @@ def one_run(book: str, sampler: str, seed: int, shared: Path, out: Path, runs: P
     val = dict(zip(*scalars["val/loss"], strict=True))
     coverage = dict(zip(*scalars.get("train/coverage", ([], [])), strict=True))
     train_loss = dict(zip(*scalars.get("train/loss", ([], [])), strict=True))
-    # train/tokens and train/epochs are logged every few steps, so their last values can be a step or two short of
-    # the end (498 of 500 batches with a log every 6 steps). Every batch is full, so the run's tokens are exactly
-    # steps x batch x block, and its passes are the last logged passes scaled by the same ratio.
-    tokens = steps * BATCH * BLOCK
-    epochs = scalars["train/epochs"][1][-1] * tokens / scalars["train/tokens"][1][-1]
+    tokens, epochs = tokens_and_passes(scalars, steps)
 
     def nearest(table: dict, step: int):
         return table[min(table, key=lambda s: abs(s - step))] if table and step > 0 else None

@@ -140,17 +140,17 @@ class RecordDataModule(L.LightningDataModule):
         def keys(split: list[dict]) -> set[str]:
             return {repr([r[f] for f in key]) for r in split}
 
-        seen = keys(train)
-        for name, split in (("validation", val), ("test", test)):
-            shared = len(keys(split) & seen)
+        seen, val_keys, test_keys = keys(train), keys(val), keys(test)
+        for name, split, split_keys in (("validation", val, val_keys), ("test", test, test_keys)):
+            shared = len(split_keys & seen)
             if shared:
                 log.warning(
                     f"{shared} of the {len(split)} {name} {self.record_kind} records also occur among the training "
                     f"records (same {', '.join(key)}): their {name} figures are optimistic; remove them from one file"
                 )
-        if test and len(keys(test) & keys(val)):
+        if test_keys & val_keys:
             log.warning(
-                f"{len(keys(test) & keys(val))} test {self.record_kind} records also occur among the validation "
+                f"{len(test_keys & val_keys)} test {self.record_kind} records also occur among the validation "
                 "records: the test split no longer reports apart from what the validation selected"
             )
 

@@ -83,7 +83,7 @@ def check_accelerator(accelerator) -> None:
         raise UserError(
             f"--trainer.accelerator {accelerator}: this machine has no GPU that PyTorch can use; pass "
             "--trainer.accelerator auto (or cpu) to train on the CPU, where the start-up line says roughly how long "
-            "it takes (Model 5: about 108 minutes on 2 cores of an AMD Zen 4), or --config configs/cpu-demo.yaml "
+            "it takes (Model 5: about 93 minutes on 2 cores of an AMD Zen 4), or --config configs/cpu-demo.yaml "
             "for a 7M-parameter run of minutes"
         )
 
