@@ -166,6 +166,14 @@ def norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(torch._foreach_norm(tensors))
 
 
+def softmax_backward(grad: torch.Tensor, output: torch.Tensor, dim: int) -> torch.Tensor:
+    """d(loss)/d(input) of ``output = softmax(input, dim)`` given d(loss)/d(output): ``output * (grad - sum(grad *
+    output, dim))`` in one kernel, accumulated in float32 for 16-bit tensors (as autograd's own softmax backward)."""
+    import torch
+
+    return torch._softmax_backward_data(grad, output, dim, output.dtype)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN computes bfloat16 matmuls natively on this CPU (AVX-512 BF16 or AMX). Without it PyTorch falls
     back to a reference GEMM an order of magnitude slower than float32. ``ONEDNN_MAX_CPU_ISA=AVX2`` makes it

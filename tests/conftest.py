@@ -29,6 +29,15 @@ RANKS_REL = Path("assets/gpt2.tiktoken")
 FAST_TIMEOUT, SLOW_TIMEOUT = 60, 600
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under ``pytest -n 2`` two workers share the two cores: one thread each (and in the runs they start), where two
+    # threads each would oversubscribe the cores and slow every OpenMP region far more than 2x.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("timeout") is None:

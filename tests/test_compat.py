@@ -198,6 +198,16 @@ def test_fused_tensor_ops_match_a_loop():
     assert all(torch.equal(a, b) for a, b in zip(tensors, expected, strict=True))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_softmax_backward_is_autograds(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 7, dtype=dtype, requires_grad=True)
+    grad = torch.randn(3, 5, 7, dtype=dtype)
+    y = torch.softmax(x, dim=-1)
+    y.backward(grad)
+    assert torch.equal(compat.softmax_backward(grad, y.detach(), -1), x.grad)
+
+
 def test_native_bf16_answer_and_its_avx2_emulation():
     assert isinstance(compat.cpu_has_native_bf16(), bool)
     code = "from lit_gpt5.compat import cpu_has_native_bf16; print(cpu_has_native_bf16())"

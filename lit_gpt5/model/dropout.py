@@ -13,6 +13,11 @@ The masks come from torch's default CPU generator, so a run seeded per step (``l
 masks again when it is resumed. They are not ``nn.Dropout``'s masks: a CPU run with dropout does not repeat, bit for
 bit, a run of a version before this module (the distributions are the same). On a GPU, and with p = 0, nothing
 changes: ``F.dropout`` and the fused attention kernels as before.
+
+The attention path (``attention_with_dropout``) was later written out as one autograd Function with a softmax that
+writes bf16 directly (see ``_CausalAttentionWithDropout``): same masks, same operations, but the softmax's output is
+rounded to bf16 once inside the kernel rather than after a float32 pass, so a CPU run with dropout under bf16 differs
+from one of the version before it by bf16 rounding (as two GPUs' kernels would), not by its masks.
 """
 
 from __future__ import annotations
@@ -21,23 +26,47 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lit_gpt5.compat import softmax_backward
+
 LANE_BITS = 15  # the bits of each 16-bit lane that are uniform (a 64-bit draw of torch's CPU generator has 63)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
-    """A boolean mask of ``shape`` keeping each element with probability ~1 - p, and 1 / (its exact keep
-    probability)."""
+def _lanes(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, int, float]:
+    """One 15-bit uniform lane per element (int16, flat), the threshold below which an element is dropped, and
+    1 / (the exact keep probability)."""
     n = 1
     for size in shape:
         n *= size
     threshold = round(p * 2**LANE_BITS)
     draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # four lanes of 16 bits per 64-bit draw
     lanes = draws.view(torch.int16)[:n].bitwise_and_(2**LANE_BITS - 1)
-    return (lanes >= threshold).view(shape), 1.0 / (1.0 - threshold / 2**LANE_BITS)
+    return lanes, threshold, 1.0 / (1.0 - threshold / 2**LANE_BITS)
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
+    """A boolean mask of ``shape`` keeping each element with probability ~1 - p, and 1 / (its exact keep
+    probability)."""
+    lanes, threshold, scale = _lanes(shape, p)
+    return (lanes >= threshold).view(shape), scale
+
+
+def _keep_values(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
+    """``keep_mask`` as 1 and 0 in ``dtype`` (same draws, same mask), and its scale. A CPU multiplies by a 16-bit
+    mask ~4x faster than by a boolean one (whose mixed-dtype loop is not vectorised: Model 5's attention weights,
+    12.6M elements, 8 ms against 2 ms), and for 16-bit dtypes the mask is made from the lanes' bits (1.5 ms where
+    compare-and-cast takes 9): lane - threshold is negative exactly when the element is dropped, so its sign,
+    shifted across the lane and inverted, selects the bit pattern of 1.0."""
+    lanes, threshold, scale = _lanes(shape, p)
+    if dtype.itemsize != 2 or not dtype.is_floating_point:
+        return (lanes >= threshold).to(dtype).view(shape), scale
+    one = torch.ones((), dtype=dtype).view(torch.int16).item()
+    bits = lanes.sub_(threshold).bitwise_right_shift_(LANE_BITS).bitwise_not_().bitwise_and_(one)
+    return bits.view(dtype).view(shape), scale
 
 
 class _MaskedScale(torch.autograd.Function):
-    """x * mask * scale, saving only the boolean mask for backward (as ``nn.Dropout`` does)."""
+    """x * mask * scale, saving only the mask for backward (as ``nn.Dropout`` does; here a 1/0 tensor in x's dtype,
+    see ``_keep_values``: one byte more per element in bf16 than a boolean mask, for a ~4x faster multiply)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
@@ -57,22 +86,66 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or not 0 < round(p * 2**LANE_BITS) < 2**LANE_BITS:  # p too close to 0 or 1 for lanes
         return F.dropout(x, p, training)
-    mask, scale = keep_mask(x.shape, p)
+    mask, scale = _keep_values(x.shape, p, x.dtype)
     return _MaskedScale.apply(x, mask, scale)
+
+
+class _CausalAttentionWithDropout(torch.autograd.Function):
+    """softmax(causal(q k^T / sqrt(d))) with dropout, times v; forward and backward written out for a CPU.
+
+    The softmax reads the (bf16) scores and writes bf16 weights, computing in float32 inside one kernel (as
+    ``torch.softmax(x, dtype=float32).to(bf16)`` would, without the two float32 copies of a T x T matrix), and backward
+    is the softmax's own formula on those weights. The dropout mask is a 16-bit 1/0 tensor, its scale applied to the
+    T x d products instead of the T x T weights, and the masked (future) scores need no gradient pass: their weights
+    are exactly 0. Every product is a ``bmm`` of (batch x head)-flattened, contiguous operands, transposed by
+    strides: ``matmul`` on the 4-d transposes would copy each T x T operand first. Kept for backward: q (scaled), k,
+    v, the weights and the mask (4 bytes per T x T element, where autograd's chain of the same operations keeps 9).
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+        *batch, T, d = q.shape
+        S = k.size(-2)
+        scale = d**-0.5
+        q3 = (q * scale).reshape(-1, T, d)  # the scale on q: T x d products instead of T x S
+        k3, v3 = k.reshape(-1, S, d), v.reshape(-1, S, d)
+        scores = torch.bmm(q3, k3.transpose(1, 2))
+        future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu_(S - T + 1)
+        weights = torch.softmax(scores.masked_fill_(future, float("-inf")), dim=-1)
+        del scores
+        keep, keep_scale = _keep_values(weights.shape, p, weights.dtype)
+        y = torch.bmm(weights * keep, v3).mul_(keep_scale)
+        ctx.save_for_backward(q3, k3, v3, weights, keep)
+        ctx.scale, ctx.keep_scale = scale, keep_scale
+        return y.view(*batch, T, d)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        q3, k3, v3, weights, keep = ctx.saved_tensors
+        shape = grad_y.shape
+        g3 = grad_y.reshape(-1, shape[-2], shape[-1])
+        grad_weights = torch.bmm(g3, v3.transpose(1, 2)).mul_(keep)  # x keep_scale: folded in below
+        grad_scores = softmax_backward(grad_weights, weights, -1)
+        del grad_weights
+        factor = ctx.scale * ctx.keep_scale
+        grad_q = torch.bmm(grad_scores, k3).mul_(factor)
+        grad_k = torch.bmm(grad_scores.transpose(1, 2), q3).mul_(ctx.keep_scale)  # q3 already carries the scale
+        del grad_scores
+        grad_v = torch.bmm((weights * keep).transpose(1, 2), g3).mul_(ctx.keep_scale)
+        batch = shape[:-2]
+        return grad_q.view(shape), grad_k.view(*batch, *k3.shape[1:]), grad_v.view(*batch, *v3.shape[1:]), None
 
 
 def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
     """Causal attention with dropout on its weights, as ``F.scaled_dot_product_attention(q, k, v, dropout_p=p,
     is_causal=True)`` computes it on a CPU (no fused CPU kernel takes dropout, so it runs its math path), with the
-    mask drawn by ``keep_mask``. The two products run in the inputs' dtype (bf16 under autocast, accumulated in float32
-    by the GEMM) and the softmax in float32 over the scores so rounded, as nanoGPT's attention without flash does under
-    autocast; the math path would cast q, k and v to float32 and multiply there, at half the speed of bf16 on a CPU
-    that computes it natively (Model 5's attention, forward and backward: 368 ms a layer there, 143 ms here)."""
-    T, S = q.size(-2), k.size(-2)
-    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # the scale on q: T x d products instead of T x S
-    future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu_(S - T + 1)
-    weights = torch.softmax(scores.masked_fill_(future, float("-inf")), dim=-1, dtype=torch.float32).to(q.dtype)
-    return dropout(weights, p, True) @ v
+    mask drawn as ``keep_mask`` draws it. The two products run in the inputs' dtype (bf16 under autocast, accumulated
+    in float32 by the GEMM) and the softmax in float32 over the scores so rounded, as nanoGPT's attention without
+    flash does under autocast; the math path would cast q, k and v to float32 and multiply there, at half the speed
+    of bf16 on a CPU that computes it natively. Model 5's attention, forward and backward, one layer: 368 ms on the
+    math path, 143 ms as autograd's chain of these operations, and less written out
+    (``_CausalAttentionWithDropout``; ``benchmarks/cpu_paths.py``)."""
+    return _CausalAttentionWithDropout.apply(q, k, v, p)
 
 
 class Dropout(nn.Dropout):

@@ -54,13 +54,14 @@ def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
 CPU_SOFTMAX_ROWS = 16
 
 
-def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None):
+def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torch.Tensor | None = None):
     """Loss terms of one chunk of positions, and with ``compute_grad`` d(loss of each row)/d(logits) in ``w``'s dtype,
     written over the logits (which are not needed again). Rows of ignored targets are not zeroed there: callers mask
     the (rows x C) products instead, which is cheaper. Log-softmax in float32, as in ``cross_entropy_sum``, ``rows``
     positions at a time (None: ``CPU_SOFTMAX_ROWS`` on a CPU, all of them elsewhere; compiled code fuses the passes
-    itself). No data-dependent shapes, so it traces and compiles."""
-    logits = h @ w.t()
+    itself). ``out``: a (>= rows of h) x vocabulary buffer for the logits, reused from chunk to chunk (``_Buffers``).
+    No data-dependent shapes, so it traces and compiles."""
+    logits = h @ w.t() if out is None else torch.mm(h, w.t(), out=out[: h.size(0)])
     n = logits.size(0)
     if rows is None:
         rows = max(n, 1) if logits.device.type != "cpu" or torch.compiler.is_compiling() else CPU_SOFTMAX_ROWS
@@ -77,11 +78,43 @@ def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None):
     return losses, (logits if compute_grad else None), valid
 
 
-def _accumulate(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
-    """total + part in float32, for (vocabulary x C) weight gradients: the first part is cast, later ones are added
-    with the cast on the fly. One pass over the matrix per chunk, where zeros + cast + add would be three (each
-    hundreds of MB for GPT-2, memory-bound on a CPU)."""
-    return part.float() if total is None else total.add_(part)
+# Rows of a (vocabulary x C) gradient added per call on a CPU. A float32 += bf16 add there first casts the bf16
+# operand into a new float32 tensor the size of the operand: 154 MB for GPT-2's, freshly mapped (and page-faulted)
+# memory on every call, 75 ms, where 4,096 rows at a time (a 12.6 MB cast that the allocator reuses and the cache
+# holds) take 12.6 ms (bitwise the same sum).
+CPU_ACCUMULATE_ROWS = 4096
+
+
+def _accumulate(total: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """total += part in float32, with the cast on the fly: one pass over the matrix, where cast + add would be two
+    (each hundreds of MB for GPT-2, memory-bound on a CPU); on a CPU ``CPU_ACCUMULATE_ROWS`` rows at a time."""
+    if part.device.type != "cpu" or part.dtype == total.dtype:
+        return total.add_(part)
+    for start in range(0, part.size(0), CPU_ACCUMULATE_ROWS):
+        total[start : start + CPU_ACCUMULATE_ROWS].add_(part[start : start + CPU_ACCUMULATE_ROWS])
+    return total
+
+
+class _Buffers:
+    """The two large products of every chunk, allocated once per call and written again by each chunk: the logits
+    (chunk x vocabulary) and the chunk's part of the weight gradient (vocabulary x C), which is added to the float32
+    sum of the parts before it. Fresh tensors of that size (51 and 77 MB for GPT-2 in bf16) are fresh memory mappings
+    on a CPU, page-faulted on every chunk: 11 to 20 ms of a 113 to 145 ms product each. Same values; at most one
+    chunk's worth of each, as before."""
+
+    def __init__(self, rows: int, weight: torch.Tensor) -> None:
+        self.logits = weight.new_empty((rows, weight.size(0)))
+        self.grad_w: torch.Tensor | None = None  # the float32 sum
+        self._part: torch.Tensor | None = None
+
+    def add_weight_grad(self, grad: torch.Tensor, h: torch.Tensor) -> None:
+        """grad_w += grad^T h (the first chunk's product is cast to float32 and kept as the sum)."""
+        if self.grad_w is None:
+            self.grad_w = (grad.t() @ h).float()
+            return
+        if self._part is None:
+            self._part = grad.new_empty((grad.size(1), h.size(1)))
+        _accumulate(self.grad_w, torch.mm(grad.t(), h, out=self._part))
 
 
 class _LinearCrossEntropySum(torch.autograd.Function):
@@ -100,18 +133,19 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         grad_needed = need_h or need_w
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = None
+        buffers = _Buffers(min(chunk_size, hidden.size(0)), w)
         for start in range(0, hidden.size(0), chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
-            losses, grad, valid = _chunk(h, w, targets[start : start + chunk_size], grad_needed, rows)
+            losses, grad, valid = _chunk(h, w, targets[start : start + chunk_size], grad_needed, rows, buffers.logits)
             total += losses.sum()
             if grad_needed:
                 mask = valid[:, None].to(dtype)
                 if need_h:
                     grad_h[start : start + chunk_size] = (grad @ w) * mask
                 if need_w:
-                    grad_w = _accumulate(grad_w, grad.t() @ (h * mask))
-            del grad  # this chunk's logits buffer, before the next chunk's exists
+                    buffers.add_weight_grad(grad, h * mask)
+        grad_w = buffers.grad_w if need_w else None
+        del buffers
         if need_w and grad_w is None:  # no positions at all
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
@@ -156,18 +190,21 @@ class _LinearTokenLosses(torch.autograd.Function):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         w = weight.to(ctx.dtype)
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = None
+        buffers = _Buffers(min(ctx.chunk_size, hidden.size(0)), w)
         for start in range(0, hidden.size(0), ctx.chunk_size):
             end = start + ctx.chunk_size
             h = hidden[start:end].to(ctx.dtype)
-            _, grad, valid = _chunk(h, w, targets[start:end], True, ctx.rows)
+            _, grad, valid = _chunk(h, w, targets[start:end], True, ctx.rows, buffers.logits)
             scale = torch.where(valid, grad_losses[start:end], 0.0)[:, None]  # ignored rows: no gradient
             grad = (grad.float() * scale).to(ctx.dtype)
             if need_h:
                 grad_h[start:end] = grad @ w
             if need_w:
-                grad_w = _accumulate(grad_w, grad.t() @ h)
+                buffers.add_weight_grad(grad, h)
             del grad
+        grad_w = buffers.grad_w
+        if need_w and grad_w is None:  # no positions at all
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None, None
 
 

@@ -1,4 +1,5 @@
-"""Cheap CPU dropout masks: nn.Dropout's distribution and gradient, the attention path equal to SDPA's."""
+"""Cheap CPU dropout masks: nn.Dropout's distribution and gradient, the attention path equal to SDPA's
+with nothing dropped and to autograd's chain of the same operations."""
 
 import pytest
 import torch
@@ -6,6 +7,18 @@ import torch.nn.functional as F
 
 from lit_gpt5.model.dropout import LANE_BITS, Dropout, attention_with_dropout, dropout, keep_mask
 from lit_gpt5.model.gpt import GPT, GPTConfig
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_a_mask_in_any_dtype_is_keep_masks(dtype):
+    from lit_gpt5.model.dropout import _keep_values
+
+    torch.manual_seed(3)
+    keep, scale = keep_mask((5, 7, 9), 0.3)
+    torch.manual_seed(3)
+    values, same_scale = _keep_values((5, 7, 9), 0.3, dtype)
+    assert values.dtype == dtype and values.shape == (5, 7, 9) and scale == same_scale
+    assert torch.equal(values, keep.to(dtype))
 
 
 def test_every_lane_keeps_with_the_stated_probability():
@@ -49,14 +62,74 @@ def test_probabilities_the_lanes_cannot_resolve_go_to_torch(p):
     assert torch.equal(ours, F.dropout(x, p, True))
 
 
-def test_attention_without_its_dropout_is_sdpas_causal_attention(monkeypatch):
+def reference_attention(q, k, v, p, seed):
+    """Autograd's chain of the same operations (float32 softmax), with the mask ``keep_mask`` draws under ``seed``."""
+    T = q.size(-2)
+    scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    softmax_dtype = torch.float32 if q.dtype == torch.bfloat16 else q.dtype
+    weights = torch.softmax(scores.masked_fill(future, float("-inf")), -1, dtype=softmax_dtype).to(q.dtype)
+    torch.manual_seed(seed)
+    keep, scale = keep_mask(weights.shape, p)
+    return (weights * keep * scale) @ v
+
+
+def test_attention_with_dropout_is_autograds_chain_of_the_same_operations():
+    torch.manual_seed(0)
+    q, k, v, grad = (torch.randn(2, 3, 16, 8, dtype=torch.float64) for _ in range(4))
+    ours_in = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref_in = [t.clone().requires_grad_() for t in (q, k, v)]
+    torch.manual_seed(7)
+    ours = attention_with_dropout(*ours_in, 0.3)
+    ref = reference_attention(*ref_in, 0.3, seed=7)
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    ours.backward(grad)
+    ref.backward(grad)
+    for a, b in zip(ours_in, ref_in, strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    # Another mask, another result: the mask is the one keep_mask draws from the same generator state.
+    torch.manual_seed(7)
+    assert not torch.allclose(attention_with_dropout(q, k, v, 0.3), reference_attention(q, k, v, 0.3, seed=8))
+
+
+def test_attention_with_nothing_dropped_is_sdpas_causal_attention(monkeypatch):
     import lit_gpt5.model.dropout as module
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
-    monkeypatch.setattr(module, "dropout", lambda x, p, training: x)
+    monkeypatch.setattr(module, "_keep_values", lambda shape, p, dtype: (torch.ones(shape, dtype=dtype), 1.0))
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert torch.allclose(attention_with_dropout(q, k, v, 0.1), expected, atol=1e-6)
+
+
+def test_attention_with_dropout_passes_gradcheck():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+
+    def seeded(*inputs):
+        torch.manual_seed(3)  # the same mask in every evaluation gradcheck makes
+        return attention_with_dropout(*inputs, 0.2)
+
+    assert torch.autograd.gradcheck(seeded, (q, k, v))
+
+
+def test_attention_with_dropout_in_bf16_is_within_bf16_rounding_of_the_float32_softmax():
+    torch.manual_seed(0)
+    q, k, v, grad = (torch.randn(2, 4, 64, 32) for _ in range(4))
+    exact_in = [t.double().requires_grad_() for t in (q, k, v)]
+    exact = reference_attention(*exact_in, 0.1, seed=1)
+    exact.backward(grad.double())
+    errors = {}
+    for name, fn in (("ours", attention_with_dropout), ("chain", lambda *x: reference_attention(*x, seed=1))):
+        inputs = [t.bfloat16().requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(1)
+        y = fn(*inputs, 0.1)
+        y.backward(grad.bfloat16())
+        got, want = [y] + [t.grad for t in inputs], [exact] + [t.grad for t in exact_in]
+        errors[name] = [((a.double() - b).norm() / b.norm()).item() for a, b in zip(got, want, strict=True)]
+    # Both ~bf16's epsilon (2**-8 = 0.0039) from float64; ours no worse than autograd's float32-softmax chain.
+    for ours, chain in zip(errors["ours"], errors["chain"], strict=True):
+        assert ours < 0.02 and ours < 1.2 * chain
 
 
 def test_a_cpu_training_step_with_dropout_learns_and_repeats_under_a_seed():
