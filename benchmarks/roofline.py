@@ -3,6 +3,7 @@ matmuls alone would take.
 
     python benchmarks/roofline.py --text_path ../shared/data/gutenberg/829-0.txt --json benchmarks/results/roofline.json
     python benchmarks/roofline.py --text_path … --profile benchmarks/results/roofline-profile.txt   # + top-15 ops
+    python benchmarks/roofline.py --text_path … --step_only --json …   # the real step and its phases only (A/B runs)
 
 1. **The matmul peak**, in the precision ``auto`` picks here: every GEMM of one training step of the model, forward
    and backward (for each linear layer: the forward product, the input gradient and the weight gradient; the
@@ -63,15 +64,30 @@ def matmul_roofline(config, tokens: int, dtype: torch.dtype, device: torch.devic
 
 
 class StepTimer(L.Callback):
-    """The wall time between consecutive ends of training batches (one optimizer step each: no accumulation), and,
-    given a profiler, its ``step()`` after each batch (its schedule says which batches it records)."""
+    """The wall time between consecutive ends of training batches (one optimizer step each: no accumulation), split
+    into forward (with the chunked loss, which computes its gradients there), backward, and the optimizer with the
+    rest of the loop; given a profiler, its ``step()`` after each batch (its schedule says which batches it records)."""
 
     def __init__(self, profiler=None) -> None:
         self.ends: list[float] = []
+        self.phases: list[tuple[float, float, float]] = []
         self.profiler = profiler
+        self._marks: dict[str, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._marks["start"] = time.perf_counter()
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self._marks["backward"] = time.perf_counter()
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self._marks["optimizer"] = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.ends.append(time.perf_counter())
+        end = time.perf_counter()
+        self.ends.append(end)
+        m = self._marks
+        self.phases.append((m["backward"] - m["start"], m["optimizer"] - m["backward"], end - m["optimizer"]))
         if self.profiler is not None:
             self.profiler.step()
 
@@ -105,7 +121,11 @@ def real_step(args, profile_out: Path | None) -> dict:
     with profiler if profiler is not None else contextlib.nullcontext():
         trainer.fit(module, datamodule=data)
     steps = [b - a for a, b in zip(timer.ends, timer.ends[1:], strict=False)][args.warmup - 1 : timed - 1]
-    result = {"precision": str(trainer.precision), "step_seconds": statistics.median(steps), "steps": steps}
+    phases = timer.phases[args.warmup : timed]
+    names = ("forward_and_loss", "backward", "optimizer_and_rest")
+    phase_seconds = {name: statistics.median(p[i] for p in phases) for i, name in enumerate(names)}
+    result = {"precision": str(trainer.precision), "step_seconds": statistics.median(steps), "steps": steps,
+              "phase_seconds": phase_seconds}  # fmt: skip
     if profiler is not None:
         sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
         table = profiler.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=60)
@@ -126,6 +146,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each GEMM")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", help="also profile two steps and write the top-15 table here")
+    parser.add_argument("--step_only", action="store_true", help="time the real step (and its phases) only, no GEMMs: "
+                        "for A/B runs of two versions alternated on one machine")  # fmt: skip
     args = parser.parse_args()
     from lit_gpt5.model.gpt import GPTConfig
     from lit_gpt5.training.peak import compute_dtype
@@ -141,6 +163,14 @@ def main() -> None:
     tokens = args.batch_size * args.block_size
     # The GEMMs are timed before and after the real step and the faster of the two kept: a peak measured in a slow
     # moment of a shared machine would flatter the fraction.
+    if args.step_only:
+        step = real_step(args, None)
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in step["phase_seconds"].items())
+        print(f"real training step: {step['step_seconds']:.2f} s (median of {len(step['steps'])}; {phases})")
+        if args.json:
+            record = {"machine": machine, "settings": vars(args), **step}
+            Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+        return
     first = matmul_roofline(config, tokens, dtype, device, args.repeats)
     step = real_step(args, Path(args.profile) if args.profile else None)
     second = matmul_roofline(config, tokens, dtype, device, args.repeats)
@@ -156,7 +186,7 @@ def main() -> None:
         "machine": machine, "settings": vars(args), "precision": step["precision"], "step_flops": step_flops,
         "step_seconds": step["step_seconds"], "step_flop_per_s": achieved,
         "tokens_per_s": tokens / step["step_seconds"], "fraction_of_peak": achieved / roof["peak_flop_per_s"],
-        **roof, "steps": step["steps"],
+        **roof, "steps": step["steps"], "phase_seconds": step["phase_seconds"],
     }  # fmt: skip
     if device.type == "cuda":
         from lightning.fabric.utilities.throughput import get_available_flops
