@@ -20,7 +20,13 @@ Training does not depend on what is evaluated (the window stream and the dropout
 the step; tested), so every run here trains as it would without the books it only evaluates. They are not the
 sampling study's runs of the same seed: those drew ``nn.Dropout``'s masks, these draw ``lit_gpt5.model.dropout``'s
 (same distribution, other numbers; all of Gulliver, random, seed 0 ends at 5.354 here against 5.347 there), so
-comparisons stay within this study.
+comparisons stay within this study. For the same reason every run of the study uses one version of the package, the
+one of its first runs, 19301b6 (later versions round the CPU attention differently: same masks, other bf16 bits):
+continue it from a worktree of that commit, writing here::
+
+    git worktree add --detach ../study 19301b6
+    cd ../study && PYTHONPATH=. python benchmarks/data_constrained_study.py --shared ../shared \
+        --out ../lit_gpt5/notebooks/results/data_constrained --runs ../lit_gpt5/notebooks/runs/data_constrained
 
 Each run is a process of its own and appends its rows as it finishes, so the study can be stopped and continued:
 ``notebooks/results/data_constrained/finals.csv`` (``train_books,train_fraction,sampler,seed,model,tokens_seen,
