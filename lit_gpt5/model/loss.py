@@ -80,8 +80,9 @@ def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torc
 
 # Rows of a (vocabulary x C) gradient added per call on a CPU. A float32 += bf16 add there first casts the bf16
 # operand into a new float32 tensor the size of the operand: 154 MB for GPT-2's, freshly mapped (and page-faulted)
-# memory on every call, 75 ms, where 4,096 rows at a time (a 12.6 MB cast that the allocator reuses and the cache
-# holds) take 12.6 ms (bitwise the same sum).
+# memory on every call under glibc's defaults, 75 ms, where 4,096 rows at a time (a 12.6 MB cast that the allocator
+# reuses and the cache holds) take 12.6 ms (bitwise the same sum; 2-core Zen 4). ``keep_freed_memory`` removes most
+# of the faults, not the second pass over the matrix.
 CPU_ACCUMULATE_ROWS = 4096
 
 
@@ -99,8 +100,8 @@ class _Buffers:
     """The two large products of every chunk, allocated once per call and written again by each chunk: the logits
     (chunk x vocabulary) and the chunk's part of the weight gradient (vocabulary x C), which is added to the float32
     sum of the parts before it. Fresh tensors of that size (51 and 77 MB for GPT-2 in bf16) are fresh memory mappings
-    on a CPU, page-faulted on every chunk: 11 to 20 ms of a 113 to 145 ms product each. Same values; at most one
-    chunk's worth of each, as before."""
+    on a CPU under glibc's defaults, page-faulted on every chunk: 11 to 20 ms of a 113 to 145 ms product each. Same
+    values; at most one chunk's worth of each, as before."""
 
     def __init__(self, rows: int, weight: torch.Tensor) -> None:
         self.logits = weight.new_empty((rows, weight.size(0)))
