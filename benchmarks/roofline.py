@@ -161,8 +161,6 @@ def main() -> None:
     dtype = compute_dtype(str(precision))
     config = GPTConfig.from_name(args.model)
     tokens = args.batch_size * args.block_size
-    # The GEMMs are timed before and after the real step and the faster of the two kept: a peak measured in a slow
-    # moment of a shared machine would flatter the fraction.
     if args.step_only:
         step = real_step(args, None)
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in step["phase_seconds"].items())
@@ -171,6 +169,8 @@ def main() -> None:
             record = {"machine": machine, "settings": vars(args), **step}
             Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
         return
+    # The GEMMs are timed before and after the real step and the faster of the two kept: a peak measured in a slow
+    # moment of a shared machine would flatter the fraction.
     first = matmul_roofline(config, tokens, dtype, device, args.repeats)
     step = real_step(args, Path(args.profile) if args.profile else None)
     second = matmul_roofline(config, tokens, dtype, device, args.repeats)

@@ -117,6 +117,12 @@ class _Buffers:
             self._part = grad.new_empty((grad.size(1), h.size(1)))
         _accumulate(self.grad_w, torch.mm(grad.t(), h, out=self._part))
 
+    def weight_grad(self, weight: torch.Tensor) -> torch.Tensor:
+        """The float32 sum; zeros shaped like ``weight`` when no chunk had any position."""
+        if self.grad_w is None:
+            return torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        return self.grad_w
+
 
 class _LinearCrossEntropySum(torch.autograd.Function):
     """sum_t CE(h_t W^T, y_t), chunk by chunk, with the gradients computed in the same pass.
@@ -145,10 +151,8 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                     grad_h[start : start + chunk_size] = (grad @ w) * mask
                 if need_w:
                     buffers.add_weight_grad(grad, h * mask)
-        grad_w = buffers.grad_w if need_w else None
+        grad_w = buffers.weight_grad(weight) if need_w else None
         del buffers
-        if need_w and grad_w is None:  # no positions at all
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
@@ -203,10 +207,8 @@ class _LinearTokenLosses(torch.autograd.Function):
             if need_w:
                 buffers.add_weight_grad(grad, h)
             del grad
-        grad_w = buffers.grad_w
-        if need_w and grad_w is None:  # no positions at all
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None, None, None
+        grad_w = buffers.weight_grad(weight).to(weight.dtype) if need_w else None
+        return grad_h, grad_w, None, None, None, None
 
 
 def _check_rows(softmax_rows: int | None) -> None:
