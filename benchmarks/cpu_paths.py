@@ -8,6 +8,9 @@ sizes (Model 5), in the precision ``auto`` picks on the CPU measured (and float3
 
 * loss: the chunked loss's float32 softmax in cache-sized row blocks (``CPU_SOFTMAX_ROWS``) against the whole chunk
   at once (forward and backward of a 512-position chunk against the 50,257 x 768 output matrix);
+* vocabulary padding: the chunked loss over Model 5's 4,096 positions (8 chunks of 512, forward and backward) with
+  its products padded to 50,304 vocabulary rows (``VOCAB_MULTIPLE``; only where the loss copies the output matrix to
+  another dtype, so in float32 both sides run the same code) against 50,257;
 * AdamW: the fused kernel (``fused=True``, what ``GPTLitModule`` uses on CPU) against the per-tensor ``foreach``
   default, one step over GPT-2 small's 124M parameters;
 * attention: ``scaled_dot_product_attention``'s fused CPU kernel against its math path, forward and backward at
@@ -40,7 +43,7 @@ sys.path.insert(0, str(HERE))
 from _machine import AVX2_EMULATION, describe_machine  # noqa: E402
 
 DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}
-PATHS = ("loss", "attention", "dropout", "malloc", "adamw")
+PATHS = ("loss", "padding", "attention", "dropout", "malloc", "adamw")
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -64,6 +67,55 @@ def loss_rows(dtype: torch.dtype, rows: int | None, repeats: int) -> float:
         weight.grad = hidden.grad = None
 
     return median_seconds(step, repeats)
+
+
+def loss_padding(dtype: torch.dtype, padded: bool, repeats: int) -> float:
+    import lit_gpt5.model.loss as loss_module
+
+    torch.manual_seed(0)
+    # GPT-2's initial scale (logits of std ~0.55): N(0, 1) weights give logits of std ~28, whose log-softmax
+    # underflows exp into denormals, ~20x slower than a real step's.
+    weight = (torch.randn(50257, 768) * 0.02).requires_grad_()
+    hidden = torch.randn(4096, 768, requires_grad=True)
+    targets = torch.randint(0, 50257, (4096,))
+    multiple = loss_module.VOCAB_MULTIPLE
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            total, _ = loss_module.linear_cross_entropy_sum(hidden, weight, targets, 512)
+        total.backward()
+        weight.grad = hidden.grad = None
+
+    loss_module.VOCAB_MULTIPLE = multiple if padded else 1
+    try:
+        return median_seconds(step, repeats)
+    finally:
+        loss_module.VOCAB_MULTIPLE = multiple
+
+
+PADDING_PROBE = r"""
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from cpu_paths import loss_padding
+from lit_gpt5.training.trainer import keep_freed_memory
+keep_freed_memory()  # as the CLI trains: otherwise both sides mostly time page faults of their 51-154 MB buffers
+dtype = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}[sys.argv[2]]
+repeats, rounds = int(sys.argv[3]), int(sys.argv[4])
+times = {"padded": [], "plain": []}
+for r in range(rounds):
+    for side in ("padded", "plain") if r % 2 == 0 else ("plain", "padded"):
+        times[side].append(loss_padding(dtype, side == "padded", repeats))
+print(json.dumps(times))
+"""
+
+
+def padding_rounds(precision: str, repeats: int, rounds: int) -> tuple[float, float]:
+    """(padded, plain): medians over ``rounds`` alternated measurements in one fresh process that keeps freed memory
+    (as the CLI does)."""
+    out = subprocess.run([sys.executable, "-c", PADDING_PROBE, str(HERE), precision, str(repeats), str(rounds)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    times = json.loads(out.stdout.strip().splitlines()[-1])
+    return statistics.median(times["padded"]), statistics.median(times["plain"])
 
 
 def adamw(fused: bool, repeats: int) -> float:
@@ -195,6 +247,8 @@ def main() -> None:
         if "loss" in args.paths:
             row(f"loss softmax rows {CPU_SOFTMAX_ROWS} vs 512", precision, loss_rows(dtype, None, r),
                 loss_rows(dtype, 512, r))  # fmt: skip
+        if "padding" in args.paths:
+            row("loss vocab padded vs 50,257", precision, *padding_rounds(precision, r, args.rounds))
         if "attention" in args.paths:
             row("attention fused vs math", precision, attention(dtype, True, r), attention(dtype, False, r))
         if "dropout" in args.paths:

@@ -7,7 +7,8 @@ matmuls alone would take.
 
 1. **The matmul peak**, in the precision ``auto`` picks here: every GEMM of one training step of the model, forward
    and backward (for each linear layer: the forward product, the input gradient and the weight gradient; the
-   vocabulary projection in the chunked loss's blocks of 512 positions), each timed alone on its own shape (median of
+   vocabulary projection in the chunked loss's blocks of 512 positions, on the padded vocabulary in mixed precision
+   as the loss runs it), each timed alone on its own shape (median of
    ``--repeats``), weighted by how many times a step runs it. Peak = the step's GEMM FLOPs / the time the GEMMs alone
    take: the FLOP rate a step would reach if it did nothing but its matmuls at this machine's speed. Measured before
    and after the real step; the faster of the two is the peak.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -40,9 +42,14 @@ from _machine import describe_machine  # noqa: E402
 CHUNK = 512  # the chunked loss's positions per block (GPTLitModule's default loss_chunk_size)
 
 
-def step_gemms(config, tokens: int) -> list[tuple[tuple[int, int, int], int]]:
-    """((m, k, n), count) of every GEMM of one training step: m x k times k x n, run ``count`` times."""
-    c, v, layers = config.n_embd, config.vocab_size, config.n_layer
+def step_gemms(config, tokens: int, dtype: torch.dtype) -> list[tuple[tuple[int, int, int], int]]:
+    """((m, k, n), count) of every GEMM of one training step: m x k times k x n, run ``count`` times. In mixed
+    precision the chunked loss's products run on the vocabulary padded to ``padded_vocab`` (its GEMMs are faster
+    there, so the peak is measured there too: the padding's FLOPs are not counted in the step's)."""
+    from lit_gpt5.model.loss import padded_vocab
+
+    c, layers = config.n_embd, config.n_layer
+    v = config.vocab_size if dtype == torch.float32 else padded_vocab(config.vocab_size)
     gemms = []
     for k, n in ((c, 3 * c), (c, c), (c, 4 * c), (4 * c, c)):  # attention in and out, MLP in and out, per layer
         gemms += [((tokens, k, n), layers), ((tokens, n, k), layers), ((k, tokens, n), layers)]  # fwd, dgrad, wgrad
@@ -55,7 +62,7 @@ def matmul_roofline(config, tokens: int, dtype: torch.dtype, device: torch.devic
     from lit_gpt5.training.peak import measure_matmul
 
     rows, flops, seconds = [], 0, 0.0
-    for (m, k, n), count in step_gemms(config, tokens):
+    for (m, k, n), count in step_gemms(config, tokens, dtype):
         rate = measure_matmul(m, k, n, dtype, device, repeats)
         rows.append({"shape": [m, k, n], "count": count, "gflop_per_s": rate / 1e9})
         flops += 2 * m * k * n * count
@@ -70,9 +77,13 @@ class StepTimer(L.Callback):
 
     def __init__(self, profiler=None) -> None:
         self.ends: list[float] = []
+        self.faults: list[int] = []  # minor page faults of the process at the start, then by each batch end
         self.phases: list[tuple[float, float, float]] = []
         self.profiler = profiler
         self._marks: dict[str, float] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._marks["start"] = time.perf_counter()
@@ -86,6 +97,7 @@ class StepTimer(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         end = time.perf_counter()
         self.ends.append(end)
+        self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
         m = self._marks
         self.phases.append((m["backward"] - m["start"], m["optimizer"] - m["backward"], end - m["optimizer"]))
         if self.profiler is not None:
@@ -124,8 +136,9 @@ def real_step(args, profile_out: Path | None) -> dict:
     phases = timer.phases[args.warmup : timed]
     names = ("forward_and_loss", "backward", "optimizer_and_rest")
     phase_seconds = {name: statistics.median(p[i] for p in phases) for i, name in enumerate(names)}
+    faults = [b - a for a, b in zip(timer.faults, timer.faults[1:], strict=False)][:timed]  # every step
     result = {"precision": str(trainer.precision), "step_seconds": statistics.median(steps), "steps": steps,
-              "phase_seconds": phase_seconds}  # fmt: skip
+              "phase_seconds": phase_seconds, "page_faults_per_step": faults}  # fmt: skip
     if profiler is not None:
         sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
         table = profiler.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=60)
@@ -142,7 +155,13 @@ def main() -> None:
     parser.add_argument("--block_size", type=int, default=256)
     parser.add_argument("--dropout", type=float, default=0.1, help="Model 5's config trains with 0.1")
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="untimed steps: the first three fault their memory "
+        "in (Model 5 here: ~750k, ~390k and ~20-35k minor faults, then ~0; page_faults_per_step)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each GEMM")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", help="also profile two steps and write the top-15 table here")

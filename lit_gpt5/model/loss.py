@@ -54,14 +54,16 @@ def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
 CPU_SOFTMAX_ROWS = 16
 
 
-def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torch.Tensor | None = None):
+def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torch.Tensor | None = None, vocab=None):
     """Loss terms of one chunk of positions, and with ``compute_grad`` d(loss of each row)/d(logits) in ``w``'s dtype,
     written over the logits (which are not needed again). Rows of ignored targets are not zeroed there: callers mask
     the (rows x C) products instead, which is cheaper. Log-softmax in float32, as in ``cross_entropy_sum``, ``rows``
     positions at a time (None: ``CPU_SOFTMAX_ROWS`` on a CPU, all of them elsewhere; compiled code fuses the passes
     itself). ``out``: a (>= rows of h) x vocabulary buffer for the logits, reused from chunk to chunk (``_Buffers``).
-    No data-dependent shapes, so it traces and compiles."""
-    logits = h @ w.t() if out is None else torch.mm(h, w.t(), out=out[: h.size(0)])
+    ``vocab``: the real vocabulary when ``w`` has zero rows after it (``_output_matrix``): their logits are 0, left out
+    of the softmax, and their gradient columns stay 0. No data-dependent shapes, so it traces and compiles."""
+    product = h @ w.t() if out is None else torch.mm(h, w.t(), out=out[: h.size(0)])
+    logits = product if vocab is None or vocab == product.size(1) else product[:, :vocab]
     n = logits.size(0)
     if rows is None:
         rows = max(n, 1) if logits.device.type != "cpu" or torch.compiler.is_compiling() else CPU_SOFTMAX_ROWS
@@ -75,7 +77,7 @@ def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torc
         if compute_grad:
             logits[block] = logp.exp_().scatter_add_(1, index[block], -valid[block, None].float())  # softmax - 1-hot
     losses = torch.where(valid, losses, 0.0)
-    return losses, (logits if compute_grad else None), valid
+    return losses, (product if compute_grad else None), valid
 
 
 # Rows of a (vocabulary x C) gradient added per call on a CPU. A float32 += bf16 add there first casts the bf16
@@ -84,6 +86,33 @@ def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torc
 # reuses and the cache holds) take 12.6 ms (bitwise the same sum; 2-core Zen 4). ``keep_freed_memory`` removes most
 # of the faults, not the second pass over the matrix.
 CPU_ACCUMULATE_ROWS = 4096
+
+# The loss's products take the vocabulary dimension rounded up to a multiple of this: GEMM kernels work in tiles of
+# that dimension, and GPT-2's 50,257 leaves a ragged last one. Padded to 50,304 (= 786 x 64), a 512-position chunk's
+# weight-gradient product runs at ~400 GFLOP/s instead of ~320 (bf16, 2-core Zen 4), and the loss of Model 5's 4,096
+# positions, forward and backward, takes 0.94x the time (``benchmarks/cpu_paths.py --paths padding``). nanoGPT pads the
+# model's vocabulary itself for the same reason on GPUs; here only the loss's computation is padded (zero rows
+# appended to its bf16 copy of the output matrix: their logits are 0, left out of the softmax): same model,
+# parameters, loss and gradients. Only where the loss copies the matrix to another dtype anyway: in float32 the copy
+# would cost a 154 MB pass for no measured gain.
+VOCAB_MULTIPLE = 64
+
+
+def padded_vocab(vocab: int) -> int:
+    """The vocabulary size the chunked loss's products use in mixed precision: ``vocab`` rounded up to
+    ``VOCAB_MULTIPLE``."""
+    return -(-vocab // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def _output_matrix(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` in the compute dtype; when that is a copy, with zero rows appended up to ``padded_vocab`` (the copy
+    costs the same either way)."""
+    if weight.dtype == dtype or padded_vocab(weight.size(0)) == weight.size(0):
+        return weight.to(dtype)
+    w = weight.new_empty((padded_vocab(weight.size(0)), weight.size(1)), dtype=dtype)
+    w[: weight.size(0)].copy_(weight)
+    w[weight.size(0) :].zero_()
+    return w
 
 
 def _accumulate(total: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
@@ -134,7 +163,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size: int, dtype: torch.dtype, rows: int | None):
-        w = weight.to(dtype)
+        w, vocab = _output_matrix(weight, dtype), weight.size(0)
         # Only the gradients that are needed: with a frozen output matrix (LoRA) no (vocabulary x C) accumulator.
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_needed = need_h or need_w
@@ -143,7 +172,9 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         buffers = _Buffers(min(chunk_size, hidden.size(0)), w)
         for start in range(0, hidden.size(0), chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
-            losses, grad, valid = _chunk(h, w, targets[start : start + chunk_size], grad_needed, rows, buffers.logits)
+            losses, grad, valid = _chunk(
+                h, w, targets[start : start + chunk_size], grad_needed, rows, buffers.logits, vocab
+            )
             total += losses.sum()
             if grad_needed:
                 mask = valid[:, None].to(dtype)
@@ -151,7 +182,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                     grad_h[start : start + chunk_size] = (grad @ w) * mask
                 if need_w:
                     buffers.add_weight_grad(grad, h * mask)
-        grad_w = buffers.weight_grad(weight) if need_w else None
+        grad_w = buffers.weight_grad(w)[:vocab] if need_w else None  # the padding's rows are 0: dropped
         del buffers
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
@@ -178,13 +209,10 @@ class _LinearTokenLosses(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size: int, dtype: torch.dtype, rows: int | None):
-        w = weight.to(dtype)
-        losses = torch.cat(
-            [
-                _chunk(hidden[s : s + chunk_size].to(dtype), w, targets[s : s + chunk_size], False, rows)[0]
-                for s in range(0, hidden.size(0), chunk_size)
-            ]
-        )
+        w, vocab = _output_matrix(weight, dtype), weight.size(0)
+        starts = range(0, hidden.size(0), chunk_size)
+        chunks = [(hidden[s : s + chunk_size].to(dtype), targets[s : s + chunk_size]) for s in starts]
+        losses = torch.cat([_chunk(h, w, t, False, rows, vocab=vocab)[0] for h, t in chunks])
         ctx.save_for_backward(hidden, weight, targets)
         ctx.chunk_size, ctx.dtype, ctx.rows = chunk_size, dtype, rows
         return losses
@@ -193,13 +221,13 @@ class _LinearTokenLosses(torch.autograd.Function):
     def backward(ctx, grad_losses):
         hidden, weight, targets = ctx.saved_tensors
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        w = weight.to(ctx.dtype)
+        w, vocab = _output_matrix(weight, ctx.dtype), weight.size(0)
         grad_h = torch.empty_like(hidden) if need_h else None
         buffers = _Buffers(min(ctx.chunk_size, hidden.size(0)), w)
         for start in range(0, hidden.size(0), ctx.chunk_size):
             end = start + ctx.chunk_size
             h = hidden[start:end].to(ctx.dtype)
-            _, grad, valid = _chunk(h, w, targets[start:end], True, ctx.rows, buffers.logits)
+            _, grad, valid = _chunk(h, w, targets[start:end], True, ctx.rows, buffers.logits, vocab)
             scale = torch.where(valid, grad_losses[start:end], 0.0)[:, None]  # ignored rows: no gradient
             grad = (grad.float() * scale).to(ctx.dtype)
             if need_h:
@@ -207,7 +235,7 @@ class _LinearTokenLosses(torch.autograd.Function):
             if need_w:
                 buffers.add_weight_grad(grad, h)
             del grad
-        grad_w = buffers.weight_grad(weight).to(weight.dtype) if need_w else None
+        grad_w = buffers.weight_grad(w)[:vocab].to(weight.dtype) if need_w else None
         return grad_h, grad_w, None, None, None, None
 
 

@@ -63,6 +63,35 @@ def test_softmax_rows_change_nothing_but_time_and_memory(dtype):
         linear_cross_entropy_sum(hidden, weight, targets, 8, softmax_rows=0)
 
 
+def test_the_padded_vocabulary_changes_no_loss_or_gradient(monkeypatch):
+    # Under autocast the chunked loss multiplies by a bf16 copy of the output matrix with zero rows appended (97 ->
+    # 128 here, GPT-2's 50,257 -> 50,304): same losses and gradients, bit for bit, as the unpadded products, and the
+    # weight's gradient shaped like the weight.
+    import lit_gpt5.model.loss as loss_module
+
+    assert loss_module.padded_vocab(97) == 128 and loss_module.padded_vocab(50257) == 50304
+    assert loss_module.padded_vocab(128) == 128
+    results = []
+    for multiple in (loss_module.VOCAB_MULTIPLE, 1):
+        monkeypatch.setattr(loss_module, "VOCAB_MULTIPLE", multiple)
+        hidden, weight, targets = inputs(3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            total, _ = linear_cross_entropy_sum(hidden, weight, targets, 8)
+            losses = linear_token_losses(hidden, weight, targets, 8)
+        sum_grads = torch.autograd.grad(total * 0.37, (hidden, weight))
+        token_grads = torch.autograd.grad((losses * torch.linspace(0, 1, 11)).sum(), (hidden, weight))
+        assert sum_grads[1].shape == token_grads[1].shape == weight.shape
+        results.append((total, losses, *sum_grads, *token_grads))
+    padded, plain = results
+    for a, b in zip(padded, plain, strict=True):
+        assert torch.equal(a, b)
+    # and it is the loss: the full-logits one under autocast, to bf16 rounding
+    hidden, weight, targets = inputs(3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full, _ = cross_entropy_sum(hidden @ weight.t(), targets)
+    torch.testing.assert_close(padded[0], full, rtol=1e-3, atol=0)
+
+
 def test_nothing_supervised_gives_zero_loss_and_gradient():
     hidden, weight, _ = inputs()
     total, count = linear_cross_entropy_sum(hidden, weight, torch.full((3, 11), IGNORE_INDEX), 4)
