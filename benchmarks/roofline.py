@@ -4,6 +4,7 @@ matmuls alone would take.
     python benchmarks/roofline.py --text_path ../shared/data/gutenberg/829-0.txt --json benchmarks/results/roofline.json
     python benchmarks/roofline.py --text_path … --profile benchmarks/results/roofline-profile.txt   # + top-15 ops
     python benchmarks/roofline.py --text_path … --step_only --json …   # the real step and its phases only (A/B runs)
+    python benchmarks/roofline.py --text_path … --gemm_log benchmarks/results/roofline/gemms-in-step.txt  # CPU
 
 1. **The matmul peak**, in the precision ``auto`` picks here: every GEMM of one training step of the model, forward
    and backward (for each linear layer: the forward product, the input gradient and the weight gradient; the
@@ -26,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +44,7 @@ sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
 
 CHUNK = 512  # the chunked loss's positions per block (GPTLitModule's default loss_chunk_size)
+MARK, MARK_ENV = "roofline: step end", "LIT_GPT5_ROOFLINE_MARKS"
 
 
 def step_gemms(config, tokens: int, dtype: torch.dtype) -> list[tuple[tuple[int, int, int], int]]:
@@ -98,6 +103,8 @@ class StepTimer(L.Callback):
         end = time.perf_counter()
         self.ends.append(end)
         self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+        if os.environ.get(MARK_ENV):
+            print(MARK, flush=True)  # splits oneDNN's verbose log into steps (--gemm_log)
         m = self._marks
         self.phases.append((m["backward"] - m["start"], m["optimizer"] - m["backward"], end - m["optimizer"]))
         if self.profiler is not None:
@@ -147,6 +154,65 @@ def real_step(args, profile_out: Path | None) -> dict:
     return result
 
 
+MKL_GEMM = re.compile(r"MKL_VERBOSE ([SD]GEMM)\(([NT]),([NT]),(\d+),(\d+),(\d+),.*\) ([\d.]+)(ns|us|ms|s) ")
+UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def gemm_record(line: str) -> tuple[str, float, float] | None:
+    """(shape, FLOPs, seconds) of one GEMM from oneDNN's verbose log (bf16, and whatever else oneDNN runs) or MKL's
+    (float32), else None."""
+    if line.startswith("onednn_verbose") and ",exec,cpu,matmul," in line:
+        fields = line.split(",")
+        src, wei = (list(map(int, part.split("x"))) for part in fields[-2].split(":"))
+        batch = src[0] if len(src) == 3 else 1
+        return fields[-2], 2.0 * batch * src[-2] * src[-1] * wei[-1], float(fields[-1]) / 1e3
+    match = MKL_GEMM.match(line)
+    if match:
+        name, ta, tb, m, n, k, value, unit = match.groups()
+        shape = f"{name}({ta},{tb}) {m}x{n}x{k}"  # column-major m x n, inner k
+        return shape, 2.0 * int(m) * int(n) * int(k), float(value) * UNIT[unit]
+    return None
+
+
+def gemm_log(args) -> str:
+    """The real step's GEMMs as the CPU's libraries time them inside it: this script run again with ``--step_only``,
+    ``ONEDNN_VERBOSE=profile_exec`` and ``MKL_VERBOSE=1``, its log split at each step's end. Per timed step: the
+    seconds in GEMMs against the step's, and per shape the calls, time and GFLOP/s (means over the timed steps).
+    Batched float32 products (attention's ``bmm``) are not in MKL's log: a float32 total leaves them out."""
+    argv = [sys.executable, __file__, "--step_only", "--text_path", args.text_path, "--model", args.model,
+            "--batch_size", str(args.batch_size), "--block_size", str(args.block_size), "--dropout", str(args.dropout),
+            "--steps", str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
+    env = {**os.environ, "ONEDNN_VERBOSE": "profile_exec", "MKL_VERBOSE": "1", MARK_ENV: "1"}
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    steps, current = [], []
+    for line in out:
+        if line == MARK:
+            steps.append(current)
+            current = []
+        elif (record := gemm_record(line)) is not None:
+            current.append(record)
+    timed = steps[args.warmup : args.warmup + args.steps]
+    per_shape: dict[str, list[float]] = {}
+    for step in timed:
+        for shape, flops, seconds in step:
+            totals = per_shape.setdefault(shape, [0, 0.0, 0.0])
+            totals[0] += 1
+            totals[1] += flops
+            totals[2] += seconds
+    n = len(timed)
+    step_line = next(line for line in out if line.startswith("real training step"))
+    gemm_seconds = [sum(seconds for *_, seconds in step) for step in timed]
+    lines = [describe_machine()["line"], step_line,
+             f"GEMMs per timed step: {', '.join(f'{g:.2f}' for g in gemm_seconds)} s "
+             f"(median {statistics.median(gemm_seconds):.2f} s)", "",
+             f"{'shape':<34}{'calls/step':>11}{'ms/step':>10}{'GFLOP/s':>9}"]  # fmt: skip
+    for shape, (calls, flops, seconds) in sorted(per_shape.items(), key=lambda kv: -kv[1][2]):
+        lines.append(f"{shape:<34}{calls / n:>11.0f}{seconds / n * 1e3:>10.1f}{flops / seconds / 1e9:>9.0f}")
+    flops, seconds = sum(v[1] for v in per_shape.values()) / n, sum(gemm_seconds) / n
+    lines.append(f"all: {flops / 1e12:.2f} TFLOP a step in {seconds:.2f} s = {flops / seconds / 1e9:.0f} GFLOP/s")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text_path", required=True, help="a local copy of Gulliver's Travels (book 829)")
@@ -167,7 +233,14 @@ def main() -> None:
     parser.add_argument("--profile", help="also profile two steps and write the top-15 table here")
     parser.add_argument("--step_only", action="store_true", help="time the real step (and its phases) only, no GEMMs: "
                         "for A/B runs of two versions alternated on one machine")  # fmt: skip
+    parser.add_argument("--gemm_log", help="CPU: time the real step's GEMMs inside it (oneDNN's verbose log, in a run "
+                        "of its own) and write the table here")  # fmt: skip
     args = parser.parse_args()
+    if args.gemm_log:
+        table = gemm_log(args)
+        Path(args.gemm_log).write_text(table)
+        print(table, end="")
+        return
     from lit_gpt5.model.gpt import GPTConfig
     from lit_gpt5.training.peak import compute_dtype
     from lit_gpt5.training.trainer import keep_freed_memory, resolve_precision

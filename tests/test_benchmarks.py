@@ -57,3 +57,40 @@ def test_gpu_check_dry_run_prints_speed_and_memory_table(tmp_path):
     report = json.loads((tmp_path / "j").read_text())
     assert report["model5"]["tokens_per_s"] > 0 and len(report["memory"]) == 2
     assert all(abs(row["error"]) < 0.25 for row in report["memory"])
+
+
+def test_the_roofline_reads_gemms_from_onednn_and_mkl_logs():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from roofline import gemm_record
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    onednn = (
+        "onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx512_core_bf16,undef,src:bf16::blocked:ab::f0 "
+        "wei:bf16::blocked:ba::f0 dst:bf16::blocked:ab::f0,attr-scratchpad:user,,4096x768:768x3072,49.5"
+    )
+    assert gemm_record(onednn) == ("4096x768:768x3072", 2.0 * 4096 * 768 * 3072, 0.0495)
+    batched = onednn.replace("4096x768:768x3072,49.5", "192x256x256:192x256x64,5.0")
+    assert gemm_record(batched) == ("192x256x256:192x256x64", 2.0 * 192 * 256 * 256 * 64, 0.005)
+    mkl = "MKL_VERBOSE SGEMM(T,N,16,64,32,0x7f,0x56,32,0x56,32,0x7f,0x56,16) 23.5us CNR:OFF Dyn:1 FastMM:1 TID:0"
+    assert gemm_record(mkl) == ("SGEMM(T,N) 16x64x32", 2.0 * 16 * 64 * 32, 23.5e-6)
+    info = "onednn_verbose,v1,info,cpu,runtime:OpenMP,nthr:2"
+    assert gemm_record(info) is None and gemm_record("real training step: 1.0 s") is None
+
+
+@pytest.mark.slow
+def test_the_roofline_times_the_gemms_inside_a_real_step(tmp_path, book_path):
+    out = tmp_path / "gemms.txt"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "roofline.py"), "--text_path", str(book_path), "--model",
+         "gpt-nano", "--batch_size", "2", "--block_size", "32", "--steps", "2", "--warmup", "1", "--gemm_log",
+         str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = out.read_text().splitlines()
+    assert table[0].startswith("machine: ") and table[1].startswith("real training step: ")
+    assert table[2].startswith("GEMMs per timed step: ") and table[2].count(" s") >= 1
+    rows = [line for line in table[4:] if line and not line.startswith(("shape", "all: "))]
+    assert rows, "no GEMM found in the step's log"
+    assert table[-1].startswith("all: ") and "GFLOP/s" in table[-1]
