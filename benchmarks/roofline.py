@@ -279,6 +279,7 @@ def main() -> None:
         "step_seconds": step["step_seconds"], "step_flop_per_s": achieved,
         "tokens_per_s": tokens / step["step_seconds"], "fraction_of_peak": achieved / roof["peak_flop_per_s"],
         **roof, "steps": step["steps"], "phase_seconds": step["phase_seconds"],
+        "page_faults_per_step": step["page_faults_per_step"],
     }  # fmt: skip
     if device.type == "cuda":
         from lightning.fabric.utilities.throughput import get_available_flops
