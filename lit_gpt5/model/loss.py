@@ -54,7 +54,15 @@ def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
 CPU_SOFTMAX_ROWS = 16
 
 
-def _chunk(h, w, targets, compute_grad: bool, rows: int | None = None, out: torch.Tensor | None = None, vocab=None):
+def _chunk(
+    h,
+    w,
+    targets,
+    compute_grad: bool,
+    rows: int | None = None,
+    out: torch.Tensor | None = None,
+    vocab: int | None = None,
+):
     """Loss terms of one chunk of positions, and with ``compute_grad`` d(loss of each row)/d(logits) in ``w``'s dtype,
     written over the logits (which are not needed again). Rows of ignored targets are not zeroed there: callers mask
     the (rows x C) products instead, which is cheaper. Log-softmax in float32, as in ``cross_entropy_sum``, ``rows``
@@ -210,12 +218,13 @@ class _LinearTokenLosses(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size: int, dtype: torch.dtype, rows: int | None):
         w, vocab = _output_matrix(weight, dtype), weight.size(0)
-        starts = range(0, hidden.size(0), chunk_size)
-        chunks = [(hidden[s : s + chunk_size].to(dtype), targets[s : s + chunk_size]) for s in starts]
-        losses = torch.cat([_chunk(h, w, t, False, rows, vocab=vocab)[0] for h, t in chunks])
+        losses = []
+        for start in range(0, hidden.size(0), chunk_size):
+            h, t = hidden[start : start + chunk_size].to(dtype), targets[start : start + chunk_size]
+            losses.append(_chunk(h, w, t, False, rows, vocab=vocab)[0])
         ctx.save_for_backward(hidden, weight, targets)
         ctx.chunk_size, ctx.dtype, ctx.rows = chunk_size, dtype, rows
-        return losses
+        return torch.cat(losses)
 
     @staticmethod
     def backward(ctx, grad_losses):
