@@ -12,7 +12,9 @@ matmuls alone would take.
    as the loss runs it), each timed alone on its own shape (median of
    ``--repeats``), weighted by how many times a step runs it. Peak = the step's GEMM FLOPs / the time the GEMMs alone
    take: the FLOP rate a step would reach if it did nothing but its matmuls at this machine's speed. Measured before
-   and after the real step; the faster of the two is the peak.
+   and after the real step; the faster of the two is the peak. Beside it, the same GEMMs **cold**: in the layouts the
+   step runs them (transposed weights and inputs) and each call on operands not in the cache, as in the step, where an
+   operand was written long before its product (``cold_roofline``): what a step of nothing but its GEMMs could reach.
 2. **The real step**: ``GPTLitModule`` trained by the package's ``Trainer`` on random windows of the book (dropout
    0.1, fused AdamW, clipping, the chunked loss, Lightning's loop), ``--steps`` optimizer steps after ``--warmup``,
    timed from one step's end to the next's (the data, the loop and the optimizer included); median.
@@ -73,6 +75,47 @@ def matmul_roofline(config, tokens: int, dtype: torch.dtype, device: torch.devic
         flops += 2 * m * k * n * count
         seconds += 2 * m * k * n * count / rate
     return {"gemm_flops": flops, "gemm_seconds": seconds, "peak_flop_per_s": flops / seconds, "gemms": rows}
+
+
+COLD_BYTES = 256 * 2**20  # operand copies cycled through per GEMM: far more than this CPU's (or a GPU's) caches
+
+
+def cold_matmul(m: int, k: int, n: int, layout: str, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """FLOP/s of an (m x k) @ (k x n) matmul as the step runs it: ``layout`` says which operand is a transposed view
+    ("NT": the forward's weight, "TN": the weight gradient's input, "NN": the input gradient), and every call reads a
+    different copy of its operands from a ring larger than the caches (as in the step, where an operand was written
+    long before its product). The peak times each shape on the same two contiguous operands, hot in the cache."""
+    copies = max(2, min(16, COLD_BYTES // ((m * k + k * n) * dtype.itemsize)))
+    a_shape = (k, m) if layout[0] == "T" else (m, k)
+    b_shape = (n, k) if layout[1] == "T" else (k, n)
+    ring = [
+        (torch.randn(a_shape, device=device).to(dtype), torch.randn(b_shape, device=device).to(dtype))
+        for _ in range(copies)
+    ]
+    ring = [(a.t() if layout[0] == "T" else a, b.t() if layout[1] == "T" else b) for a, b in ring]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(repeats + 1):  # the first call picks kernels: not timed
+        a, b = ring[i % copies]
+        sync()
+        start = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - start)
+    return 2 * m * k * n / statistics.median(times[1:])
+
+
+def cold_roofline(config, tokens: int, dtype: torch.dtype, device: torch.device, repeats: int) -> dict:
+    """The step's GEMMs in the step's layouts with cold operands (``cold_matmul``): the rate a step made of nothing
+    but its GEMMs could reach here, below the peak by what the caches give the peak's hot operands."""
+    rows, flops, seconds = [], 0, 0.0
+    for i, ((m, k, n), count) in enumerate(step_gemms(config, tokens, dtype)):
+        layout = ("NT", "NN", "TN")[i % 3]  # step_gemms lists forward, input gradient, weight gradient per layer
+        rate = cold_matmul(m, k, n, layout, dtype, device, repeats)
+        rows.append({"shape": [m, k, n], "layout": layout, "count": count, "gflop_per_s": rate / 1e9})
+        flops += 2 * m * k * n * count
+        seconds += 2 * m * k * n * count / rate
+    return {"cold_flop_per_s": flops / seconds, "cold_gemms": rows}
 
 
 class StepTimer(L.Callback):
@@ -268,6 +311,7 @@ def main() -> None:
     second = matmul_roofline(config, tokens, dtype, device, args.repeats)
     roof = max(first, second, key=lambda r: r["peak_flop_per_s"])
     roof["peaks_measured"] = [first["peak_flop_per_s"], second["peak_flop_per_s"]]
+    cold = cold_roofline(config, tokens, dtype, device, args.repeats)
     from lit_gpt5.model.gpt import GPT
 
     with torch.device("meta"):
@@ -278,7 +322,8 @@ def main() -> None:
         "machine": machine, "settings": vars(args), "precision": step["precision"], "step_flops": step_flops,
         "step_seconds": step["step_seconds"], "step_flop_per_s": achieved,
         "tokens_per_s": tokens / step["step_seconds"], "fraction_of_peak": achieved / roof["peak_flop_per_s"],
-        **roof, "steps": step["steps"], "phase_seconds": step["phase_seconds"],
+        **roof, **cold, "cold_fraction_of_peak": cold["cold_flop_per_s"] / roof["peak_flop_per_s"],
+        "steps": step["steps"], "phase_seconds": step["phase_seconds"],
         "page_faults_per_step": step["page_faults_per_step"],
     }  # fmt: skip
     if device.type == "cuda":
@@ -289,6 +334,10 @@ def main() -> None:
     print(f"matmul peak (this step's GEMMs, each alone): {roof['peak_flop_per_s'] / 1e9:,.0f} GFLOP/s "
           f"({roof['gemm_flops'] / 1e12:.2f} TFLOP of GEMMs in {roof['gemm_seconds']:.2f} s; measured before and "
           f"after the step: {', '.join(f'{p / 1e9:,.0f}' for p in roof['peaks_measured'])})")  # fmt: skip
+    print(
+        f"the same GEMMs in the step's layouts, operands cold: {cold['cold_flop_per_s'] / 1e9:,.0f} GFLOP/s "
+        f"({result['cold_fraction_of_peak']:.0%} of the peak: a step of nothing but GEMMs would reach this)"
+    )
     print(f"real training step: {step['step_seconds']:.2f} s (median of {len(step['steps'])}), "
           f"{step_flops / 1e12:.2f} TFLOP by GPT.flops_per_token = {achieved / 1e9:,.0f} GFLOP/s, "
           f"{tokens / step['step_seconds']:,.0f} tokens/s")  # fmt: skip

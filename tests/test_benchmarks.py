@@ -78,6 +78,29 @@ def test_the_roofline_reads_gemms_from_onednn_and_mkl_logs():
     assert gemm_record(info) is None and gemm_record("real training step: 1.0 s") is None
 
 
+def test_the_roofline_times_cold_gemms_in_the_layouts_the_step_runs():
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from roofline import cold_matmul, cold_roofline, step_gemms
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from lit_gpt5.model.gpt import GPTConfig
+
+    config, tokens = GPTConfig.from_name("gpt-nano"), 64
+    gemms = step_gemms(config, tokens, torch.float32)
+    # cold_roofline reads the layouts off the order: forward, input gradient, weight gradient, for every product.
+    for (fwd, _), (dgrad, _), (wgrad, _) in zip(gemms[0::3], gemms[1::3], gemms[2::3], strict=True):
+        m, k, n = fwd
+        assert dgrad == (m, n, k) and wgrad == (k, m, n)
+    cold = cold_roofline(config, tokens, torch.float32, torch.device("cpu"), repeats=1)
+    assert [row["layout"] for row in cold["cold_gemms"][:3]] == ["NT", "NN", "TN"]
+    assert len(cold["cold_gemms"]) == len(gemms) and cold["cold_flop_per_s"] > 0
+    for layout in ("NN", "NT", "TN", "TT"):  # every layout multiplies operands of the shapes asked for
+        assert cold_matmul(3, 4, 5, layout, torch.float32, torch.device("cpu"), 1) > 0
+
+
 @pytest.mark.slow
 def test_the_roofline_times_the_gemms_inside_a_real_step(tmp_path, book_path):
     out = tmp_path / "gemms.txt"
