@@ -7,8 +7,7 @@ attention weights' 16 x 12 x 256 x 256 in each of the 12 layers, plus 25 activat
 (``benchmarks/roofline.py --profile``). Here each 64-bit draw of the same generator gives four elements: four 15-bit
 uniform lanes, each kept when it is at or above ``round(p * 2**15)``. The drop probability is that threshold over
 2**15 (0.1000061 for p = 0.1, 6e-6 from p), and kept elements are scaled by the exact inverse of the keep probability,
-so the output's expectation is the input, as with ``nn.Dropout``. A mask costs ~4x less time, and a large one is
-drawn in four streams seeded from the default generator, in parallel (``STREAMS``): ~2x less again on 2 cores.
+so the output's expectation is the input, as with ``nn.Dropout``. A mask costs ~4x less time.
 
 The masks come from torch's default CPU generator, so a run seeded per step (``lit_gpt5.resume.state``) draws the same
 masks again when it is resumed. They are not ``nn.Dropout``'s masks: a CPU run with dropout does not repeat, bit for
@@ -23,8 +22,6 @@ from one of the version before it by bf16 rounding (as two GPUs' kernels would),
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,44 +29,6 @@ import torch.nn.functional as F
 from lit_gpt5.compat import softmax_backward
 
 LANE_BITS = 15  # the bits of each 16-bit lane that are uniform (a 64-bit draw of torch's CPU generator has 63)
-# A mask of at least STREAM_DRAWS 64-bit draws is drawn as STREAMS slices, each from its own generator seeded by one
-# draw of torch's default one, on up to STREAMS threads: the generator runs on one thread, and Model 5's masks
-# (57M draws a step) took 0.22 s of its ~10 s step on one (benchmarks/roofline.py --profile). The number of streams is
-# fixed, so the masks depend on the seed, never on how many threads drew them; the streams are seeded from the default
-# generator at every mask, so whatever saves and restores its state (a resumed run, activation checkpointing's
-# recomputation) draws the same masks again. A stream's seed keeps 32 bits (torch's CPU generator uses no more), so in
-# Model 5's 500 steps (~150k streams) two or three quarter-masks are expected to repeat an earlier one: still masks
-# independent of the data and of each other's elements, which is what dropout needs.
-STREAMS = 4
-STREAM_DRAWS = 2**18
-# By number of workers, made on first use. (A forked child cannot use its parent's: nor can it run torch's own
-# multi-threaded CPU kernels, which hang after a fork; a child set to one thread, as DataLoader workers are, uses none.)
-_pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _draw(parts: list[torch.Tensor], generators: list[torch.Generator]) -> None:
-    for part, generator in zip(parts, generators, strict=True):
-        part.random_(generator=generator)
-
-
-def _random_int64(count: int) -> torch.Tensor:
-    """``count`` uniform 64-bit draws (63 random bits each) from torch's default CPU generator, in STREAMS slices
-    drawn in parallel when ``count`` is large (see STREAMS)."""
-    draws = torch.empty(count, dtype=torch.int64)
-    if count < STREAM_DRAWS:
-        return draws.random_()
-    seeds = torch.empty(STREAMS, dtype=torch.int64).random_().tolist()  # advances the default generator
-    slices = list(draws.chunk(STREAMS))
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    workers = max(1, min(STREAMS, torch.get_num_threads()))
-    if workers not in _pools and workers > 1:
-        _pools[workers] = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="lit_gpt5-dropout")
-    # torch releases the GIL inside random_, so the workers' slices are drawn at once; this thread draws its own.
-    futures = [_pools[workers].submit(_draw, slices[i::workers], generators[i::workers]) for i in range(1, workers)]
-    _draw(slices[0::workers], generators[0::workers])
-    for future in futures:
-        future.result()
-    return draws
 
 
 def _lanes(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, int, float]:
@@ -79,7 +38,7 @@ def _lanes(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor,
     for size in shape:
         n *= size
     threshold = round(p * 2**LANE_BITS)
-    draws = _random_int64((n + 3) // 4)  # four lanes of 16 bits per 64-bit draw
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # four lanes of 16 bits per 64-bit draw
     lanes = draws.view(torch.int16)[:n].bitwise_and_(2**LANE_BITS - 1)
     return lanes, threshold, 1.0 / (1.0 - threshold / 2**LANE_BITS)
 

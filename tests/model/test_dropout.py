@@ -35,45 +35,6 @@ def test_every_lane_keeps_with_the_stated_probability():
     assert abs(mask.float().mean().item() - 0.9) < 5 * (0.09 / n) ** 0.5  # and p itself
 
 
-def test_large_masks_are_drawn_in_streams_that_do_not_depend_on_the_thread_count():
-    from lit_gpt5.model.dropout import STREAM_DRAWS, STREAMS
-
-    n = 4 * STREAM_DRAWS * 3  # three times the draws that switch to streams
-    threads = torch.get_num_threads()
-    masks = []
-    try:
-        for count in (1, 2, 3):
-            torch.set_num_threads(count)
-            torch.manual_seed(11)
-            masks.append(keep_mask((n,), 0.25)[0])
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(masks[0], masks[1]) and torch.equal(masks[0], masks[2])
-    # Each stream its own: no slice of the mask repeats another.
-    slices = masks[0].chunk(STREAMS)
-    assert all(not torch.equal(a, b) for i, a in enumerate(slices) for b in slices[i + 1 :] if a.shape == b.shape)
-    # A small mask is one draw of the default generator, as before the streams.
-    torch.manual_seed(11)
-    small, _ = keep_mask((64,), 0.25)
-    torch.manual_seed(11)
-    lanes = torch.empty(16, dtype=torch.int64).random_().view(torch.int16).bitwise_and(2**LANE_BITS - 1)
-    assert torch.equal(small, lanes >= round(0.25 * 2**LANE_BITS))
-
-
-def test_activation_checkpointing_recomputes_the_same_masks():
-    from torch.utils.checkpoint import checkpoint
-
-    x = torch.randn(256, 4096, requires_grad=True)  # 1M elements, 262k draws: drawn in streams
-    grads = []
-    for wrap in (False, True):
-        torch.manual_seed(5)
-        y = checkpoint(dropout, x, 0.1, True, use_reentrant=False) if wrap else dropout(x, 0.1, True)
-        (y * torch.arange(4096.0)).sum().backward()
-        grads.append(x.grad.clone())
-        x.grad = None
-    assert torch.equal(grads[0], grads[1])
-
-
 def test_dropout_keeps_the_expectation_and_its_gradient_is_the_mask():
     torch.manual_seed(0)
     x = torch.randn(256, 1024, requires_grad=True)
