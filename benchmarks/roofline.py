@@ -49,31 +49,43 @@ CHUNK = 512  # the chunked loss's positions per block (GPTLitModule's default lo
 MARK, MARK_ENV = "roofline: step end", "LIT_GPT5_ROOFLINE_MARKS"
 
 
-def step_gemms(config, tokens: int, dtype: torch.dtype) -> list[tuple[tuple[int, int, int], int]]:
-    """((m, k, n), count) of every GEMM of one training step: m x k times k x n, run ``count`` times. In mixed
-    precision the chunked loss's products run on the vocabulary padded to ``padded_vocab`` (its GEMMs are faster
-    there, so the peak is measured there too: the padding's FLOPs are not counted in the step's)."""
+def step_gemms(config, tokens: int, dtype: torch.dtype) -> list[tuple[tuple[int, int, int], int, str]]:
+    """((m, k, n), count, layout) of every GEMM of one training step: m x k times k x n, run ``count`` times, with
+    the operand the step passes as a transposed view marked T ("NT": the forward's weight, "NN": the input gradient,
+    "TN": the weight gradient's input). In mixed precision the chunked loss's products run on the vocabulary padded
+    to ``padded_vocab`` (its GEMMs are faster there, so the peak is measured there too: the padding's FLOPs are not
+    counted in the step's)."""
     from lit_gpt5.model.loss import padded_vocab
 
     c, layers = config.n_embd, config.n_layer
     v = config.vocab_size if dtype == torch.float32 else padded_vocab(config.vocab_size)
+    products = [((tokens, k, n), layers) for k, n in ((c, 3 * c), (c, c), (c, 4 * c), (4 * c, c))]  # attn, MLP in/out
+    products.append(((CHUNK, c, v), -(-tokens // CHUNK)))  # the vocabulary, in the chunked loss's blocks
     gemms = []
-    for k, n in ((c, 3 * c), (c, c), (c, 4 * c), (4 * c, c)):  # attention in and out, MLP in and out, per layer
-        gemms += [((tokens, k, n), layers), ((tokens, n, k), layers), ((k, tokens, n), layers)]  # fwd, dgrad, wgrad
-    blocks = -(-tokens // CHUNK)
-    gemms += [((CHUNK, c, v), blocks), ((CHUNK, v, c), blocks), ((c, CHUNK, v), blocks)]  # the vocabulary, chunked
+    for (m, k, n), count in products:
+        gemms += [((m, k, n), count, "NT"), ((m, n, k), count, "NN"), ((k, m, n), count, "TN")]  # fwd, dgrad, wgrad
     return gemms
 
 
+def gemm_set(config, tokens: int, dtype: torch.dtype, rate) -> tuple[list[dict], int, float]:
+    """Every GEMM of a step timed by ``rate(m, k, n, layout)`` (FLOP/s): the rows, the step's GEMM FLOPs and the
+    seconds they take at those rates."""
+    rows, flops, seconds = [], 0, 0.0
+    for (m, k, n), count, layout in step_gemms(config, tokens, dtype):
+        speed = rate(m, k, n, layout)
+        rows.append({"shape": [m, k, n], "layout": layout, "count": count, "gflop_per_s": speed / 1e9})
+        flops += 2 * m * k * n * count
+        seconds += 2 * m * k * n * count / speed
+    return rows, flops, seconds
+
+
 def matmul_roofline(config, tokens: int, dtype: torch.dtype, device: torch.device, repeats: int) -> dict:
+    """The peak: each GEMM on two contiguous operands, hot in the cache (``measure_matmul``, as the MFU's peak);
+    a row's layout is the step's, not the one timed here."""
     from lit_gpt5.training.peak import measure_matmul
 
-    rows, flops, seconds = [], 0, 0.0
-    for (m, k, n), count in step_gemms(config, tokens, dtype):
-        rate = measure_matmul(m, k, n, dtype, device, repeats)
-        rows.append({"shape": [m, k, n], "count": count, "gflop_per_s": rate / 1e9})
-        flops += 2 * m * k * n * count
-        seconds += 2 * m * k * n * count / rate
+    hot = lambda m, k, n, _layout: measure_matmul(m, k, n, dtype, device, repeats)  # noqa: E731
+    rows, flops, seconds = gemm_set(config, tokens, dtype, hot)
     return {"gemm_flops": flops, "gemm_seconds": seconds, "peak_flop_per_s": flops / seconds, "gemms": rows}
 
 
@@ -81,18 +93,15 @@ COLD_BYTES = 256 * 2**20  # operand copies cycled through per GEMM: far more tha
 
 
 def cold_matmul(m: int, k: int, n: int, layout: str, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
-    """FLOP/s of an (m x k) @ (k x n) matmul as the step runs it: ``layout`` says which operand is a transposed view
-    ("NT": the forward's weight, "TN": the weight gradient's input, "NN": the input gradient), and every call reads a
-    different copy of its operands from a ring larger than the caches (as in the step, where an operand was written
-    long before its product). The peak times each shape on the same two contiguous operands, hot in the cache."""
+    """FLOP/s of an (m x k) @ (k x n) matmul as the step runs it: ``layout`` marks the operand passed as a transposed
+    view (see ``step_gemms``), and every call reads a different copy of its operands from a ring larger than the
+    caches (as in the step, where an operand was written long before its product)."""
     copies = max(2, min(16, COLD_BYTES // ((m * k + k * n) * dtype.itemsize)))
-    a_shape = (k, m) if layout[0] == "T" else (m, k)
-    b_shape = (n, k) if layout[1] == "T" else (k, n)
-    ring = [
-        (torch.randn(a_shape, device=device).to(dtype), torch.randn(b_shape, device=device).to(dtype))
-        for _ in range(copies)
-    ]
-    ring = [(a.t() if layout[0] == "T" else a, b.t() if layout[1] == "T" else b) for a, b in ring]
+    ring = []
+    for _ in range(copies):
+        a = torch.randn((k, m) if layout[0] == "T" else (m, k), device=device).to(dtype)
+        b = torch.randn((n, k) if layout[1] == "T" else (k, n), device=device).to(dtype)
+        ring.append((a.t() if layout[0] == "T" else a, b.t() if layout[1] == "T" else b))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
     for i in range(repeats + 1):  # the first call picks kernels: not timed
@@ -108,13 +117,8 @@ def cold_matmul(m: int, k: int, n: int, layout: str, dtype: torch.dtype, device:
 def cold_roofline(config, tokens: int, dtype: torch.dtype, device: torch.device, repeats: int) -> dict:
     """The step's GEMMs in the step's layouts with cold operands (``cold_matmul``): the rate a step made of nothing
     but its GEMMs could reach here, below the peak by what the caches give the peak's hot operands."""
-    rows, flops, seconds = [], 0, 0.0
-    for i, ((m, k, n), count) in enumerate(step_gemms(config, tokens, dtype)):
-        layout = ("NT", "NN", "TN")[i % 3]  # step_gemms lists forward, input gradient, weight gradient per layer
-        rate = cold_matmul(m, k, n, layout, dtype, device, repeats)
-        rows.append({"shape": [m, k, n], "layout": layout, "count": count, "gflop_per_s": rate / 1e9})
-        flops += 2 * m * k * n * count
-        seconds += 2 * m * k * n * count / rate
+    cold = lambda m, k, n, layout: cold_matmul(m, k, n, layout, dtype, device, repeats)  # noqa: E731
+    rows, flops, seconds = gemm_set(config, tokens, dtype, cold)
     return {"cold_flop_per_s": flops / seconds, "cold_gemms": rows}
 
 

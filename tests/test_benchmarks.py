@@ -90,10 +90,10 @@ def test_the_roofline_times_cold_gemms_in_the_layouts_the_step_runs():
 
     config, tokens = GPTConfig.from_name("gpt-nano"), 64
     gemms = step_gemms(config, tokens, torch.float32)
-    # cold_roofline reads the layouts off the order: forward, input gradient, weight gradient, for every product.
-    for (fwd, _), (dgrad, _), (wgrad, _) in zip(gemms[0::3], gemms[1::3], gemms[2::3], strict=True):
+    # Each product's three GEMMs, each in its layout: forward, input gradient, weight gradient.
+    for (fwd, _, lf), (dgrad, _, ld), (wgrad, _, lw) in zip(gemms[0::3], gemms[1::3], gemms[2::3], strict=True):
         m, k, n = fwd
-        assert dgrad == (m, n, k) and wgrad == (k, m, n)
+        assert dgrad == (m, n, k) and wgrad == (k, m, n) and (lf, ld, lw) == ("NT", "NN", "TN")
     cold = cold_roofline(config, tokens, torch.float32, torch.device("cpu"), repeats=1)
     assert [row["layout"] for row in cold["cold_gemms"][:3]] == ["NT", "NN", "TN"]
     assert len(cold["cold_gemms"]) == len(gemms) and cold["cold_flop_per_s"] > 0
