@@ -90,62 +90,100 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return _MaskedScale.apply(x, mask, scale)
 
 
+ROW_BLOCK_MIN = 32  # query rows per block at least: thinner products run below the GEMM's speed
+ROW_BLOCKS_MAX = 8  # Model 5 (T = 256): 8 blocks of 32 rows measured fastest (2, 4 and 16 slower; cpu_paths.py)
+
+
+def causal_row_blocks(T: int, blocks: int | None = None) -> list[tuple[int, int]]:
+    """The query rows' blocks, [lo, hi), of a causal T x T attention computed block by block: rows lo..hi-1 see
+    only keys 0..hi-1, so the products, softmax and mask of the keys past hi are skipped (a fraction
+    (blocks - 1) / (2 * blocks) of the T x T square: 44% at 8 blocks). ``blocks`` defaults to T // 32, at most 8."""
+    if blocks is None:
+        blocks = min(ROW_BLOCKS_MAX, max(1, T // ROW_BLOCK_MIN))
+    blocks = max(1, min(blocks, T))
+    return [(T * i // blocks, T * (i + 1) // blocks) for i in range(blocks)]
+
+
 class _CausalAttentionWithDropout(torch.autograd.Function):
     """softmax(causal(q k^T / sqrt(d))) with dropout, times v; forward and backward written out for a CPU.
 
-    The softmax reads the (bf16) scores and writes bf16 weights, computing in float32 inside one kernel (as
-    ``torch.softmax(x, dtype=float32).to(bf16)`` would, without the two float32 copies of a T x T matrix), and backward
-    is the softmax's own formula on those weights. The dropout mask is a 16-bit 1/0 tensor, its scale applied to the
-    T x d products instead of the T x T weights, and the masked (future) scores need no gradient pass: their weights
-    are exactly 0. Every product is a ``bmm`` of (batch x head)-flattened, contiguous operands, transposed by
-    strides: ``matmul`` on the 4-d transposes would copy each T x T operand first. Kept for backward: q (scaled), k,
-    v, the weights and the mask (4 bytes per T x T element, where autograd's chain of the same operations keeps 9).
+    The query rows go in blocks (``causal_row_blocks``), each multiplied only by the keys it can see, so the masked
+    (future) corner is neither computed nor drawn a dropout mask for. The softmax reads the (bf16) scores and writes
+    bf16 weights, computing in float32 inside one kernel (as ``torch.softmax(x, dtype=float32).to(bf16)`` would,
+    without the two float32 copies), and backward is the softmax's own formula on those weights. The dropout mask is
+    a 16-bit 1/0 tensor, its scale applied to the T x d products instead of the weights, and the masked scores need
+    no gradient pass: their weights are exactly 0. Every product is a ``bmm`` of (batch x head)-flattened operands,
+    transposed by strides: ``matmul`` on the 4-d transposes would copy each operand first. Kept for backward: q
+    (scaled), k, v, and each block's weights and mask (4 bytes per computed weight, where autograd's chain of the
+    same operations keeps 9 per T x T element).
     """
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, blocks: int | None) -> torch.Tensor:
         *batch, T, d = q.shape
         S = k.size(-2)
         scale = d**-0.5
         q3 = (q * scale).reshape(-1, T, d)  # the scale on q: T x d products instead of T x S
         k3, v3 = k.reshape(-1, S, d), v.reshape(-1, S, d)
-        scores = torch.bmm(q3, k3.transpose(1, 2))
-        future = torch.ones(T, S, dtype=torch.bool, device=q.device).triu_(S - T + 1)
-        weights = torch.softmax(scores.masked_fill_(future, float("-inf")), dim=-1)
-        del scores
-        keep, keep_scale = _keep_values(weights.shape, p, weights.dtype)
-        y = torch.bmm(weights * keep, v3).mul_(keep_scale)
-        ctx.save_for_backward(q3, k3, v3, weights, keep)
-        ctx.scale, ctx.keep_scale = scale, keep_scale
-        return y.view(*batch, T, d)
+        y = torch.empty_like(q3)
+        rows = causal_row_blocks(T, blocks)
+        saved, keep_scale = [], 1.0
+        for lo, hi in rows:
+            end = hi + S - T  # the keys rows lo..hi-1 see
+            scores = torch.bmm(q3[:, lo:hi], k3[:, :end].transpose(1, 2))
+            future = torch.ones(hi - lo, end, dtype=torch.bool, device=q.device).triu_(lo + S - T + 1)
+            weights = torch.softmax(scores.masked_fill_(future, float("-inf")), dim=-1)
+            del scores
+            keep, keep_scale = _keep_values(weights.shape, p, weights.dtype)
+            torch.bmm(weights * keep, v3[:, :end], out=y[:, lo:hi])
+            saved += [weights, keep]
+        ctx.save_for_backward(q3, k3, v3, *saved)
+        ctx.scale, ctx.keep_scale, ctx.rows = scale, keep_scale, rows
+        return y.mul_(keep_scale).view(*batch, T, d)
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
-        q3, k3, v3, weights, keep = ctx.saved_tensors
+        q3, k3, v3, *saved = ctx.saved_tensors
         shape = grad_y.shape
-        g3 = grad_y.reshape(-1, shape[-2], shape[-1])
-        grad_weights = torch.bmm(g3, v3.transpose(1, 2)).mul_(keep)  # x keep_scale: folded in below
-        grad_scores = softmax_backward(grad_weights, weights, -1)
-        del grad_weights
-        factor = ctx.scale * ctx.keep_scale
-        grad_q = torch.bmm(grad_scores, k3).mul_(factor)
-        grad_k = torch.bmm(grad_scores.transpose(1, 2), q3).mul_(ctx.keep_scale)  # q3 already carries the scale
-        del grad_scores
-        grad_v = torch.bmm((weights * keep).transpose(1, 2), g3).mul_(ctx.keep_scale)
+        T, S = shape[-2], k3.size(1)
+        g3 = grad_y.reshape(-1, T, shape[-1])
+        grad_q, grad_k, grad_v = torch.empty_like(q3), None, None
+        # The last block sees every key: it writes grad_k and grad_v whole, the earlier ones add to their first rows.
+        for i in reversed(range(len(ctx.rows))):
+            (lo, hi), weights, keep = ctx.rows[i], saved[2 * i], saved[2 * i + 1]
+            end, g = hi + S - T, g3[:, lo:hi]
+            grad_weights = torch.bmm(g, v3[:, :end].transpose(1, 2)).mul_(keep)  # x keep_scale: folded in below
+            grad_scores = softmax_backward(grad_weights, weights, -1)
+            del grad_weights
+            torch.bmm(grad_scores, k3[:, :end], out=grad_q[:, lo:hi])
+            kept = (weights * keep).transpose(1, 2)
+            if grad_k is None:
+                grad_k = torch.bmm(grad_scores.transpose(1, 2), q3[:, lo:hi])
+                grad_v = torch.bmm(kept, g)
+            else:
+                grad_k[:, :end].baddbmm_(grad_scores.transpose(1, 2), q3[:, lo:hi])
+                grad_v[:, :end].baddbmm_(kept, g)
+            del grad_scores, kept
+        grad_q.mul_(ctx.scale * ctx.keep_scale)
+        grad_k.mul_(ctx.keep_scale)  # q3 already carries the scale
+        grad_v.mul_(ctx.keep_scale)
         batch = shape[:-2]
-        return grad_q.view(shape), grad_k.view(*batch, *k3.shape[1:]), grad_v.view(*batch, *v3.shape[1:]), None
+        k_shape = (*batch, *k3.shape[1:])
+        return grad_q.view(shape), grad_k.view(k_shape), grad_v.view(k_shape), None, None
 
 
-def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+def attention_with_dropout(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, blocks: int | None = None
+) -> torch.Tensor:
     """Causal attention with dropout on its weights, as ``F.scaled_dot_product_attention(q, k, v, dropout_p=p,
-    is_causal=True)`` computes it on a CPU (no fused CPU kernel takes dropout, so it runs its math path), with the
-    mask drawn as ``keep_mask`` draws it. The two products run in the inputs' dtype (bf16 under autocast, accumulated
-    in float32 by the GEMM) and the softmax in float32 over the scores so rounded, as nanoGPT's attention without
-    flash does under autocast; the math path would cast q, k and v to float32 and multiply there, at half the speed
-    of bf16 on a CPU that computes it natively. Model 5's attention, forward and backward, one layer: 368 ms on the
-    math path, 143 ms as autograd's chain of these operations, and less written out
-    (``_CausalAttentionWithDropout``; ``benchmarks/cpu_paths.py``)."""
-    return _CausalAttentionWithDropout.apply(q, k, v, p)
+    is_causal=True)`` computes it on a CPU (no fused CPU kernel takes dropout, so it runs its math path), with each
+    row block's mask drawn as ``keep_mask`` draws it (``blocks``: see ``causal_row_blocks``). The two products run in
+    the inputs' dtype (bf16 under autocast, accumulated in float32 by the GEMM) and the softmax in float32 over the
+    scores so rounded, as nanoGPT's attention without flash does under autocast; the math path would cast q, k and v
+    to float32 and multiply there, at half the speed of bf16 on a CPU that computes it natively. Model 5's
+    attention, forward and backward, one layer: 368 ms on the math path, 143 ms as autograd's chain of these
+    operations, and less written out (``_CausalAttentionWithDropout``; ``benchmarks/cpu_paths.py``)."""
+    return _CausalAttentionWithDropout.apply(q, k, v, p, blocks)
 
 
 class Dropout(nn.Dropout):

@@ -1,11 +1,20 @@
 """Cheap CPU dropout masks: nn.Dropout's distribution and gradient, the attention path equal to SDPA's
 with nothing dropped and to autograd's chain of the same operations."""
 
+from itertools import pairwise
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_gpt5.model.dropout import LANE_BITS, Dropout, attention_with_dropout, dropout, keep_mask
+from lit_gpt5.model.dropout import (
+    LANE_BITS,
+    Dropout,
+    attention_with_dropout,
+    causal_row_blocks,
+    dropout,
+    keep_mask,
+)
 from lit_gpt5.model.gpt import GPT, GPTConfig
 
 
@@ -62,26 +71,39 @@ def test_probabilities_the_lanes_cannot_resolve_go_to_torch(p):
     assert torch.equal(ours, F.dropout(x, p, True))
 
 
-def reference_attention(q, k, v, p, seed):
-    """Autograd's chain of the same operations (float32 softmax), with the mask ``keep_mask`` draws under ``seed``."""
+def reference_attention(q, k, v, p, seed, blocks=None):
+    """Autograd's chain of the same operations over the whole T x T square (float32 softmax), with the masks
+    ``keep_mask`` draws under ``seed`` for each row block, in order, over the keys the block sees."""
     T = q.size(-2)
     scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
     future = torch.ones(T, T, dtype=torch.bool).triu(1)
     softmax_dtype = torch.float32 if q.dtype == torch.bfloat16 else q.dtype
     weights = torch.softmax(scores.masked_fill(future, float("-inf")), -1, dtype=softmax_dtype).to(q.dtype)
     torch.manual_seed(seed)
-    keep, scale = keep_mask(weights.shape, p)
+    keep = torch.ones_like(weights, dtype=torch.bool)  # the future's weights are 0: its mask does not matter
+    for lo, hi in causal_row_blocks(T, blocks):
+        keep[..., lo:hi, :hi], scale = keep_mask((*weights.shape[:-2], hi - lo, hi), p)
     return (weights * keep * scale) @ v
 
 
-def test_attention_with_dropout_is_autograds_chain_of_the_same_operations():
+def test_causal_row_blocks_cover_the_rows_once_and_thin_blocks_are_not_made():
+    assert causal_row_blocks(256) == [(32 * i, 32 * (i + 1)) for i in range(8)]  # Model 5: 8 blocks of 32 rows
+    assert causal_row_blocks(1024) == [(128 * i, 128 * (i + 1)) for i in range(8)]
+    assert causal_row_blocks(40) == [(0, 40)] and causal_row_blocks(5, blocks=9) == [(i, i + 1) for i in range(5)]
+    for T, blocks in ((17, 3), (100, None), (64, 2)):
+        rows = causal_row_blocks(T, blocks)
+        assert rows[0][0] == 0 and rows[-1][1] == T and all(a[1] == b[0] for a, b in pairwise(rows))
+
+
+@pytest.mark.parametrize(("T", "blocks"), [(16, None), (16, 3), (17, 4), (64, None)])
+def test_attention_with_dropout_is_autograds_chain_of_the_same_operations(T, blocks):
     torch.manual_seed(0)
-    q, k, v, grad = (torch.randn(2, 3, 16, 8, dtype=torch.float64) for _ in range(4))
+    q, k, v, grad = (torch.randn(2, 3, T, 8, dtype=torch.float64) for _ in range(4))
     ours_in = [t.clone().requires_grad_() for t in (q, k, v)]
     ref_in = [t.clone().requires_grad_() for t in (q, k, v)]
     torch.manual_seed(7)
-    ours = attention_with_dropout(*ours_in, 0.3)
-    ref = reference_attention(*ref_in, 0.3, seed=7)
+    ours = attention_with_dropout(*ours_in, 0.3, blocks)
+    ref = reference_attention(*ref_in, 0.3, seed=7, blocks=blocks)
     assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-12)
     ours.backward(grad)
     ref.backward(grad)
@@ -99,18 +121,21 @@ def test_attention_with_nothing_dropped_is_sdpas_causal_attention(monkeypatch):
     q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
     monkeypatch.setattr(module, "_keep_values", lambda shape, p, dtype: (torch.ones(shape, dtype=dtype), 1.0))
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    assert torch.allclose(attention_with_dropout(q, k, v, 0.1), expected, atol=1e-6)
+    for blocks in (None, 1, 3, 16):
+        assert torch.allclose(attention_with_dropout(q, k, v, 0.1, blocks), expected, atol=1e-6)
 
 
 def test_attention_with_dropout_passes_gradcheck():
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
 
-    def seeded(*inputs):
-        torch.manual_seed(3)  # the same mask in every evaluation gradcheck makes
-        return attention_with_dropout(*inputs, 0.2)
+    for blocks in (1, 2, 5):
 
-    assert torch.autograd.gradcheck(seeded, (q, k, v))
+        def seeded(*inputs, blocks=blocks):
+            torch.manual_seed(3)  # the same mask in every evaluation gradcheck makes
+            return attention_with_dropout(*inputs, 0.2, blocks)
+
+        assert torch.autograd.gradcheck(seeded, (q, k, v))
 
 
 def test_attention_with_dropout_in_bf16_is_within_bf16_rounding_of_the_float32_softmax():
