@@ -18,7 +18,8 @@ sizes (Model 5), in the precision ``auto`` picks on the CPU measured (and float3
 * dropout (training with dropout, as Model 5): ``lit_gpt5.model.dropout``'s masks (four elements per 64-bit draw)
   against ``F.dropout`` on a 16 x 256 x 768 activation, and causal attention with dropout 0.1 written out
   (``attention_with_dropout``) against ``scaled_dot_product_attention(dropout_p=0.1)`` (its math path: no fused CPU
-  kernel takes dropout), forward and backward;
+  kernel takes dropout), forward and backward, and the same in causal row blocks (``causal_row_blocks``: 4 of 64
+  rows at T = 256) against one block, the whole T x T square (alternated call by call);
 * malloc: a whole training step (gpt-micro, B = 8, T = 256, fused AdamW, chunked loss) with glibc's freed memory kept
   (``keep_freed_memory``, what the CLI sets) against glibc's defaults, in fresh processes alternated ``--rounds``
   times per side (3 repeats of one process are within noise of each other: 0.96x and 1.04x seen for the same code).
@@ -34,6 +35,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -171,6 +173,29 @@ def with_dropout(dtype: torch.dtype, tuned: bool, what: str, repeats: int) -> fl
     return median_seconds(step, repeats)
 
 
+def attention_blocks(dtype: torch.dtype, repeats: int) -> tuple[float, float]:
+    """(row blocks, one block): medians of ``attention_with_dropout``'s forward and backward, the two alternated call
+    by call, on q, k, v as the model passes them (transposed views of one projection)."""
+    from lit_gpt5.model.dropout import attention_with_dropout
+
+    torch.manual_seed(0)
+    qkv = torch.randn(16, 256, 3 * 768, dtype=dtype)
+
+    def once(blocks: int | None) -> float:
+        q, k, v = (t.view(16, 256, 12, 64).transpose(1, 2).detach().requires_grad_() for t in qkv.split(768, dim=2))
+        start = time.perf_counter()
+        attention_with_dropout(q, k, v, 0.1, blocks).sum().backward()
+        return time.perf_counter() - start
+
+    times: dict[int | None, list[float]] = {None: [], 1: []}
+    for i in range(repeats + 2):
+        for blocks in (None, 1):
+            seconds = once(blocks)
+            if i >= 2:  # the first calls page memory in
+                times[blocks].append(seconds)
+    return statistics.median(times[None]), statistics.median(times[1])
+
+
 STEP_PROBE = r"""
 import sys, time, statistics, torch
 from lit_gpt5.training.module import GPTLitModule
@@ -256,6 +281,7 @@ def main() -> None:
                 with_dropout(dtype, False, "mask", r))  # fmt: skip
             row("attention+dropout: ours vs SDPA", precision, with_dropout(dtype, True, "attention", r),
                 with_dropout(dtype, False, "attention", r))  # fmt: skip
+            row("attention+dropout: blocks vs 1", precision, *attention_blocks(dtype, r))
         if "malloc" in args.paths:
             row("malloc kept vs glibc default", precision, *training_steps(precision, r, args.rounds))
     if "adamw" in args.paths:

@@ -301,7 +301,7 @@ def main() -> None:
     config = GPTConfig.from_name(args.model)
     tokens = args.batch_size * args.block_size
     if args.step_only:
-        step = real_step(args, None)
+        step = real_step(args, Path(args.profile) if args.profile else None)
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in step["phase_seconds"].items())
         print(f"real training step: {step['step_seconds']:.2f} s (median of {len(step['steps'])}; {phases})")
         if args.json:

@@ -17,7 +17,9 @@ changes: ``F.dropout`` and the fused attention kernels as before.
 The attention path (``attention_with_dropout``) was later written out as one autograd Function with a softmax that
 writes bf16 directly (see ``_CausalAttentionWithDropout``): same masks, same operations, but the softmax's output is
 rounded to bf16 once inside the kernel rather than after a float32 pass, so a CPU run with dropout under bf16 differs
-from one of the version before it by bf16 rounding (as two GPUs' kernels would), not by its masks.
+from one of the version before it by bf16 rounding (as two GPUs' kernels would), not by its masks. Later still, the
+attention went in causal row blocks (``causal_row_blocks``), each drawing the mask of only the keys it sees: those masks
+are not the earlier version's (same distribution), so a CPU run with dropout does not repeat one from before that.
 """
 
 from __future__ import annotations
@@ -90,14 +92,18 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return _MaskedScale.apply(x, mask, scale)
 
 
-ROW_BLOCK_MIN = 32  # query rows per block at least: thinner products run below the GEMM's speed
-ROW_BLOCKS_MAX = 8  # Model 5 (T = 256): 8 blocks of 32 rows measured fastest (2, 4 and 16 slower; cpu_paths.py)
+# Model 5 (T = 256), forward and backward of one layer, alternated in one process with glibc's freed memory kept (as
+# the CLI runs): 4 blocks of 64 rows 62 ms against 76 in one block, 8 blocks of 32 rows 68 (bf16, native); 130 against
+# 148 and 161 as an AVX2-only CPU (float32). Thinner blocks lose to their copies and small products.
+ROW_BLOCK_MIN = 64  # query rows per block at least
+ROW_BLOCKS_MAX = 4
 
 
 def causal_row_blocks(T: int, blocks: int | None = None) -> list[tuple[int, int]]:
     """The query rows' blocks, [lo, hi), of a causal T x T attention computed block by block: rows lo..hi-1 see
     only keys 0..hi-1, so the products, softmax and mask of the keys past hi are skipped (a fraction
-    (blocks - 1) / (2 * blocks) of the T x T square: 44% at 8 blocks). ``blocks`` defaults to T // 32, at most 8."""
+    (blocks - 1) / (2 * blocks) of the T x T square: 37.5% at 4 blocks). ``blocks`` defaults to T // 64, at most 4;
+    1 is the whole square at once."""
     if blocks is None:
         blocks = min(ROW_BLOCKS_MAX, max(1, T // ROW_BLOCK_MIN))
     blocks = max(1, min(blocks, T))

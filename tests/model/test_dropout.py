@@ -87,15 +87,15 @@ def reference_attention(q, k, v, p, seed, blocks=None):
 
 
 def test_causal_row_blocks_cover_the_rows_once_and_thin_blocks_are_not_made():
-    assert causal_row_blocks(256) == [(32 * i, 32 * (i + 1)) for i in range(8)]  # Model 5: 8 blocks of 32 rows
-    assert causal_row_blocks(1024) == [(128 * i, 128 * (i + 1)) for i in range(8)]
-    assert causal_row_blocks(40) == [(0, 40)] and causal_row_blocks(5, blocks=9) == [(i, i + 1) for i in range(5)]
+    assert causal_row_blocks(256) == [(64 * i, 64 * (i + 1)) for i in range(4)]  # Model 5: 4 blocks of 64 rows
+    assert causal_row_blocks(1024) == [(256 * i, 256 * (i + 1)) for i in range(4)]
+    assert causal_row_blocks(100) == [(0, 100)] and causal_row_blocks(5, blocks=9) == [(i, i + 1) for i in range(5)]
     for T, blocks in ((17, 3), (100, None), (64, 2)):
         rows = causal_row_blocks(T, blocks)
         assert rows[0][0] == 0 and rows[-1][1] == T and all(a[1] == b[0] for a, b in pairwise(rows))
 
 
-@pytest.mark.parametrize(("T", "blocks"), [(16, None), (16, 3), (17, 4), (64, None)])
+@pytest.mark.parametrize(("T", "blocks"), [(16, None), (16, 3), (17, 4), (128, None)])
 def test_attention_with_dropout_is_autograds_chain_of_the_same_operations(T, blocks):
     torch.manual_seed(0)
     q, k, v, grad = (torch.randn(2, 3, T, 8, dtype=torch.float64) for _ in range(4))
