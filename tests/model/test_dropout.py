@@ -177,3 +177,21 @@ def test_a_cpu_training_step_with_dropout_learns_and_repeats_under_a_seed():
     first = losses()
     assert first == losses()  # masks from the seeded default generator
     assert first[-1] < first[0] - 0.5
+
+
+def test_row_blocks_keep_only_the_weights_and_masks_of_the_keys_each_row_sees():
+    def kept_elements(blocks):
+        sizes = []
+
+        def pack(t):
+            sizes.append(t.numel())
+            return t
+
+        q, k, v = (torch.randn(2, 3, 256, 8, requires_grad=True) for _ in range(3))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            attention_with_dropout(q, k, v, 0.1, blocks)
+        return sum(sizes) - 3 * q.numel()  # less the scaled q, k and v, kept by both
+
+    square = 2 * 3 * 256 * 256
+    assert kept_elements(1) == 2 * square  # weights and mask over the whole T x T square
+    assert kept_elements(None) == 2 * square * (1 + 2 + 3 + 4) // 16  # 4 row blocks: the causal staircase only
