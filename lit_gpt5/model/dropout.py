@@ -92,9 +92,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return _MaskedScale.apply(x, mask, scale)
 
 
-# Model 5 (T = 256), forward and backward of one layer, alternated in one process with glibc's freed memory kept (as
-# the CLI runs): 4 blocks of 64 rows 62 ms against 76 in one block, 8 blocks of 32 rows 68 (bf16, native); 130 against
-# 148 and 161 as an AVX2-only CPU (float32). Thinner blocks lose to their copies and small products.
+# Model 5 (T = 256), forward and backward of one layer: 4 blocks of 64 rows 63 ms against 86 for the whole square at
+# once in bf16 (native), 147 against 212 as an AVX2-only CPU in float32 (benchmarks/cpu_paths.py --paths dropout).
+# 8 blocks of 32 rows lose to their operand copies and thinner products: 68 ms against 4 blocks' 62 in bf16, and 161
+# against 148 for the whole square as an AVX2 CPU (a one-off comparison in one process, glibc's freed memory kept).
 ROW_BLOCK_MIN = 64  # query rows per block at least
 ROW_BLOCKS_MAX = 4
 
