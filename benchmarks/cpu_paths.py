@@ -19,7 +19,8 @@ sizes (Model 5), in the precision ``auto`` picks on the CPU measured (and float3
   against ``F.dropout`` on a 16 x 256 x 768 activation, and causal attention with dropout 0.1 written out
   (``attention_with_dropout``) against ``scaled_dot_product_attention(dropout_p=0.1)`` (its math path: no fused CPU
   kernel takes dropout), forward and backward, and the same in causal row blocks (``causal_row_blocks``: 4 of 64
-  rows at T = 256) against one block, the whole T x T square (alternated call by call);
+  rows at T = 256) against one block, the whole T x T square (alternated call by call, in a fresh process that
+  keeps freed memory, as the CLI trains);
 * malloc: a whole training step (gpt-micro, B = 8, T = 256, fused AdamW, chunked loss) with glibc's freed memory kept
   (``keep_freed_memory``, what the CLI sets) against glibc's defaults, in fresh processes alternated ``--rounds``
   times per side (3 repeats of one process are within noise of each other: 0.96x and 1.04x seen for the same code).
@@ -95,29 +96,32 @@ def loss_padding(dtype: torch.dtype, padded: bool, repeats: int) -> float:
         loss_module.VOCAB_MULTIPLE = multiple
 
 
-PADDING_PROBE = r"""
-import json, sys, torch
+KEPT_MEMORY_PROBE = r"""
+import json, sys
 sys.path.insert(0, sys.argv[1])
-from cpu_paths import loss_padding
+import cpu_paths
 from lit_gpt5.training.trainer import keep_freed_memory
-keep_freed_memory()  # as the CLI trains: otherwise both sides mostly time page faults of their 51-154 MB buffers
-dtype = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}[sys.argv[2]]
-repeats, rounds = int(sys.argv[3]), int(sys.argv[4])
-times = {"padded": [], "plain": []}
-for r in range(rounds):
-    for side in ("padded", "plain") if r % 2 == 0 else ("plain", "padded"):
-        times[side].append(loss_padding(dtype, side == "padded", repeats))
-print(json.dumps(times))
+keep_freed_memory()  # as the CLI trains: otherwise both sides mostly time page faults of their large buffers
+print(json.dumps(getattr(cpu_paths, sys.argv[2])(*json.loads(sys.argv[3]))))
 """
 
 
-def padding_rounds(precision: str, repeats: int, rounds: int) -> tuple[float, float]:
-    """(padded, plain): medians over ``rounds`` alternated measurements in one fresh process that keeps freed memory
-    (as the CLI does)."""
-    out = subprocess.run([sys.executable, "-c", PADDING_PROBE, str(HERE), precision, str(repeats), str(rounds)],
+def with_kept_memory(function: str, *args) -> tuple[float, float]:
+    """``function(*args)`` of this file, (tuned, plain) medians, run in a fresh process that keeps freed memory (as
+    the CLI does)."""
+    out = subprocess.run([sys.executable, "-c", KEPT_MEMORY_PROBE, str(HERE), function, json.dumps(args)],
                          capture_output=True, text=True, check=True)  # fmt: skip
-    times = json.loads(out.stdout.strip().splitlines()[-1])
-    return statistics.median(times["padded"]), statistics.median(times["plain"])
+    tuned, plain = json.loads(out.stdout.strip().splitlines()[-1])
+    return tuned, plain
+
+
+def padding_alternated(precision: str, repeats: int, rounds: int) -> tuple[float, float]:
+    """(padded, plain): medians over ``rounds`` alternated measurements."""
+    dtype, times = DTYPES[precision], {True: [], False: []}
+    for r in range(rounds):
+        for padded in (True, False) if r % 2 == 0 else (False, True):
+            times[padded].append(loss_padding(dtype, padded, repeats))
+    return statistics.median(times[True]), statistics.median(times[False])
 
 
 def adamw(fused: bool, repeats: int) -> float:
@@ -173,13 +177,13 @@ def with_dropout(dtype: torch.dtype, tuned: bool, what: str, repeats: int) -> fl
     return median_seconds(step, repeats)
 
 
-def attention_blocks(dtype: torch.dtype, repeats: int) -> tuple[float, float]:
+def attention_blocks(precision: str, repeats: int) -> tuple[float, float]:
     """(row blocks, one block): medians of ``attention_with_dropout``'s forward and backward, the two alternated call
     by call, on q, k, v as the model passes them (transposed views of one projection)."""
     from lit_gpt5.model.dropout import attention_with_dropout
 
     torch.manual_seed(0)
-    qkv = torch.randn(16, 256, 3 * 768, dtype=dtype)
+    qkv = torch.randn(16, 256, 3 * 768, dtype=DTYPES[precision])
 
     def once(blocks: int | None) -> float:
         q, k, v = (t.view(16, 256, 12, 64).transpose(1, 2).detach().requires_grad_() for t in qkv.split(768, dim=2))
@@ -273,7 +277,11 @@ def main() -> None:
             row(f"loss softmax rows {CPU_SOFTMAX_ROWS} vs 512", precision, loss_rows(dtype, None, r),
                 loss_rows(dtype, 512, r))  # fmt: skip
         if "padding" in args.paths:
-            row("loss vocab padded vs 50,257", precision, *padding_rounds(precision, r, args.rounds))
+            row(
+                "loss vocab padded vs 50,257",
+                precision,
+                *with_kept_memory("padding_alternated", precision, r, args.rounds),
+            )
         if "attention" in args.paths:
             row("attention fused vs math", precision, attention(dtype, True, r), attention(dtype, False, r))
         if "dropout" in args.paths:
@@ -281,7 +289,7 @@ def main() -> None:
                 with_dropout(dtype, False, "mask", r))  # fmt: skip
             row("attention+dropout: ours vs SDPA", precision, with_dropout(dtype, True, "attention", r),
                 with_dropout(dtype, False, "attention", r))  # fmt: skip
-            row("attention+dropout: blocks vs 1", precision, *attention_blocks(dtype, r))
+            row("attention+dropout: blocks vs 1", precision, *with_kept_memory("attention_blocks", precision, r))
         if "malloc" in args.paths:
             row("malloc kept vs glibc default", precision, *training_steps(precision, r, args.rounds))
     if "adamw" in args.paths:

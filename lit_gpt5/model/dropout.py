@@ -92,8 +92,9 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return _MaskedScale.apply(x, mask, scale)
 
 
-# Model 5 (T = 256), forward and backward of one layer: 4 blocks of 64 rows 63 ms against 86 for the whole square at
-# once in bf16 (native), 147 against 212 as an AVX2-only CPU in float32 (benchmarks/cpu_paths.py --paths dropout).
+# Model 5 (T = 256), forward and backward of one layer, freed memory kept as the CLI trains: 4 blocks of 64 rows 51 ms
+# against 67 for the whole square at once in bf16 (native), 130 against 148 as an AVX2-only CPU in float32
+# (benchmarks/cpu_paths.py --paths dropout).
 # 8 blocks of 32 rows lose to their operand copies and thinner products: 68 ms against 4 blocks' 62 in bf16, and 161
 # against 148 for the whole square as an AVX2 CPU (a one-off comparison in one process, glibc's freed memory kept).
 ROW_BLOCK_MIN = 64  # query rows per block at least
