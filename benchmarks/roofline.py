@@ -38,12 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-from lit_gpt5.training.huge_pages import use_huge_pages
-
-use_huge_pages()  # as the CLI does, before torch's first CPU tensor: the step timed is the CLI's
-
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
+import lightning as L
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

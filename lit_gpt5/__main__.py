@@ -62,10 +62,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def console_script() -> None:
-    if sys.argv[1:2] and COMMANDS.get(sys.argv[1], ("",))[0] == "lit_gpt5.cli":
-        from lit_gpt5.training.huge_pages import use_huge_pages
-
-        use_huge_pages()  # a training program, before torch's first CPU tensor (see that module)
     run_main(main)
 
 

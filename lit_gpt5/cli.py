@@ -17,13 +17,6 @@ import sys
 import warnings
 from importlib import resources
 
-from lit_gpt5.training.huge_pages import use_huge_pages
-
-# `python -m lit_gpt5.cli` asks for huge pages before torch's first CPU tensor, and importing Lightning makes some:
-# so before the imports below. An import of this module as a library never asks (lit_gpt5.training.huge_pages).
-if __name__ == "__main__":
-    use_huge_pages()
-
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI

@@ -7,7 +7,6 @@
 ``step``             ``StepMean`` (an optimizer step's loss is the mean over its units), the non-finite policy
 ``optim``            ``Optimization``: AdamW, warmup + cosine, clipping that works for fused AdamW
 ``trainer``          precision ``auto``, the ``Trainer`` that accepts it, the CPU's freed-memory setting
-``huge_pages``       huge pages under CPU tensors, which the CLI asks for before torch allocates
 ``strategies``       ``BlockFSDPStrategy``: FSDP with GPT-2 blocks as units
 ``evaluation``       held-out figures logged at the step they belong to, one console line per validation
 ``callbacks``        text samples, the best checkpoint, the step progress bar, tokens/s, coverage of the text
