@@ -146,6 +146,22 @@ def plot(out: Path, train: dict, val: dict, summary: dict) -> None:
     fig.savefig(out / "loss.png", dpi=110)
 
 
+def fit_command(args: argparse.Namespace, work: Path) -> list[str]:
+    """The CLI command of the run: configs/model5.yaml with this script's options, logging under ``work``."""
+    command = [
+        sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
+        f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
+        f"--trainer.default_root_dir={work}", "--trainer.enable_progress_bar=false",
+    ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
+    if args.text_paths:
+        # configs/model5.yaml names its one book (book_id: 829); a list of books replaces it, which the data module
+        # only accepts with the single book cleared.
+        books = ",".join(str(Path(p).resolve()) for p in args.text_paths)
+        command += ["--data.book_id=null", f"--data.text_paths=[{books}]"]
+    command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
+    return command
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text_path", help="the book; default: downloaded from Project Gutenberg (#829)")
@@ -171,17 +187,7 @@ def main() -> None:
     if not resumed:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-    command = [
-        sys.executable, "-m", "lit_gpt5.cli", "fit", "--config", "configs/model5.yaml",
-        f"--trainer.accelerator={args.accelerator}", f"--data.sampling={args.sampling}",
-        f"--trainer.default_root_dir={work}", "--trainer.enable_progress_bar=false",
-    ] + ([f"--data.text_path={args.text_path}"] if args.text_path else [])  # fmt: skip
-    if args.text_paths:
-        # configs/model5.yaml names its one book (book_id: 829); a list of books replaces it, which the data module
-        # only accepts with the single book cleared.
-        books = ",".join(str(Path(p).resolve()) for p in args.text_paths)
-        command += ["--data.book_id=null", f"--data.text_paths=[{books}]"]
-    command += [f"--trainer.max_steps={args.max_steps}"] if args.max_steps else []
+    command = fit_command(args, work)
     log = work / ("run-resumed.log" if resumed else "run.log")
     if resumed:
         print(f"continuing the stopped run from {last}")

@@ -117,3 +117,30 @@ def test_the_roofline_times_the_gemms_inside_a_real_step(tmp_path, book_path):
     rows = [line for line in table[4:] if line and not line.startswith(("shape", "all: "))]
     assert rows, "no GEMM found in the step's log"
     assert table[-1].startswith("all: ") and "GFLOP/s" in table[-1]
+
+
+def test_model5_run_on_several_books_clears_the_configs_single_book(tmp_path, book_path, shared_dir):
+    # configs/model5.yaml names book 829; with --text_paths the data module must get the list alone, or it refuses
+    # the run (both a single book and a list) after the script has started it.
+    import argparse
+    from pathlib import Path
+
+    import yaml
+
+    from lit_gpt5.data import GutenbergDataModule
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from model5_run import fit_command
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    books = [str(book_path), str(shared_dir / "data" / "gutenberg" / "84-0.txt")]
+    args = argparse.Namespace(accelerator="cpu", sampling="random", text_path=None, max_steps=None, text_paths=books)
+    data = yaml.safe_load((REPO / "configs" / "model5.yaml").read_text())["data"]["init_args"]
+    for arg in fit_command(args, tmp_path):
+        if arg.startswith("--data."):
+            name, _, value = arg.removeprefix("--data.").partition("=")
+            data[name] = yaml.safe_load(value)
+    assert data["book_id"] is None and data["text_paths"] == [str(Path(p).resolve()) for p in args.text_paths]
+    module = GutenbergDataModule(**data)
+    assert len(module.hparams.text_paths) == 2
