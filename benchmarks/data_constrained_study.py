@@ -22,17 +22,21 @@ sampling study's runs of the same seed: those drew ``nn.Dropout``'s masks, these
 (same distribution, other numbers; all of Gulliver, random, seed 0 ends at 5.354 here against 5.347 there), so
 comparisons stay within this study. For the same reason every run of the study uses one version of the package, the
 one of its first runs, 19301b6 (later versions round the CPU attention differently: same masks, other bf16 bits):
-continue it from a worktree of that commit, writing here::
+continue it with this driver and the package of a worktree of that commit, writing here::
 
     git worktree add --detach ../study 19301b6
-    cd ../study && PYTHONPATH=. python benchmarks/data_constrained_study.py --shared ../shared \
+    cd ../study && PYTHONPATH=. python ../lit_gpt5/benchmarks/data_constrained_study.py --shared ../shared \
         --out ../lit_gpt5/notebooks/results/data_constrained --runs ../lit_gpt5/notebooks/runs/data_constrained
+
+(With ``PYTHONPATH=.`` as above, Model 5's run, through ``model5_run.py`` in this checkout, uses this checkout's
+package.)
 
 Each run is a process of its own and appends its rows as it finishes, so the study can be stopped and continued:
 ``notebooks/results/data_constrained/finals.csv`` (``train_books,train_fraction,sampler,seed,model,tokens_seen,
 passes,eval_book,final_val_loss,best_val_loss``, one row per run and evaluated book; ``train_books`` joins book names
-with ``+``) and ``curves.csv`` (held-out loss per evaluated book and train loss per evaluation). Notebook 05 reads
-them.
+with ``+``), ``curves.csv`` (held-out loss per evaluated book and train loss per evaluation) and ``machines.csv`` (the
+package commit and the machine of each run: the runs moved between machines, and losses, not times, are compared
+across them). Notebook 05 reads them.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ KEY = ("model", "train_books", "train_fraction", "sampler", "seed")
 FINALS = ["train_books", "train_fraction", "sampler", "seed", "model", "tokens_seen", "passes", "eval_book",
           "final_val_loss", "best_val_loss"]  # fmt: skip
 CURVES = ["model", "train_books", "train_fraction", "sampler", "seed", "step", "eval_book", "val_loss", "train_loss"]
+MACHINES = [*KEY, "code", "machine"]
 
 
 def grid() -> list[tuple[str, str, float, str, int]]:
@@ -155,7 +160,23 @@ def one_run(key: tuple, shared: Path, out: Path, runs: Path, steps: int = STEPS)
     finals = [{**base, "tokens_seen": int(tokens), "passes": f"{passes:.3f}", "eval_book": book,
                "final_val_loss": f"{by_step[max(by_step)]:.6f}", "best_val_loss": f"{min(by_step.values()):.6f}"}
               for book, by_step in val.items()]  # fmt: skip
+    append(out / "machines.csv", MACHINES, [{**base, "code": package_commit(), "machine": machine_line()}])
     append(out / "finals.csv", FINALS, finals)  # last: a run is done when its rows are written
+
+
+def package_commit() -> str:
+    """The commit of the checkout the imported ``lit_gpt5`` comes from (a worktree's, under ``PYTHONPATH``), with
+    ``-dirty`` when its package files differ from that commit: which version trained a run."""
+    import lit_gpt5
+
+    git = ["git", "-C", str(Path(lit_gpt5.__file__).resolve().parent)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout.strip()
+    return (commit or "unknown") + ("-dirty" if dirty else "")
+
+
+def machine_line() -> str:
+    return describe_machine()["line"].removeprefix("machine: ")
 
 
 def main() -> None:

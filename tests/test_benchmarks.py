@@ -144,3 +144,21 @@ def test_model5_run_on_several_books_clears_the_configs_single_book(tmp_path, bo
     assert data["book_id"] is None and data["text_paths"] == [str(Path(p).resolve()) for p in args.text_paths]
     module = GutenbergDataModule(**data)
     assert len(module.hparams.text_paths) == 2
+
+
+def test_the_data_constrained_driver_names_the_package_commit_of_each_run():
+    # A run is recorded with the commit of the package it imported (a worktree's under PYTHONPATH): machines.csv
+    # holds it beside the machine, since the study's runs span machines and must span one package version.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import data_constrained_study as driver
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert driver.MACHINES[: len(driver.KEY)] == list(driver.KEY)
+    git = ["git", "-C", str(REPO / "lit_gpt5")]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout.strip()
+    assert driver.package_commit() == head + ("-dirty" if dirty else "")
+    assert "torch" in driver.machine_line() and not driver.machine_line().startswith("machine:")
