@@ -14,6 +14,7 @@ A study script names its grid and how one run goes; ``Study`` does the rest, the
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -72,5 +73,15 @@ class Study:
             start = time.perf_counter()
             only = ":".join(str(part) for part in key)
             cmd = [sys.executable, str(self.script), *args, "--only", only]
-            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, env=absolute_pythonpath())
             print(f"{only}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def absolute_pythonpath() -> dict[str, str]:
+    """This process's environment with ``PYTHONPATH``'s relative entries made absolute. Each run starts in this
+    checkout (``cwd=REPO``), so a relative entry, such as the ``.`` of a worktree of an older version a study is
+    pinned to, would silently import this checkout's package instead."""
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(e).resolve()) for e in env["PYTHONPATH"].split(os.pathsep) if e)
+    return env

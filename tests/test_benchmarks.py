@@ -162,3 +162,26 @@ def test_the_data_constrained_driver_names_the_package_commit_of_each_run():
     dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout.strip()
     assert driver.package_commit() == head + ("-dirty" if dirty else "")
     assert "torch" in driver.machine_line() and not driver.machine_line().startswith("machine:")
+
+
+def test_a_study_run_imports_the_package_a_relative_pythonpath_names(tmp_path, monkeypatch):
+    # A pinned study runs from a worktree with PYTHONPATH=. while each run starts in this checkout: the "." must still
+    # mean the worktree, or the runs train with this checkout's package.
+    pinned = tmp_path / "worktree"
+    (pinned / "probe_package").mkdir(parents=True)
+    (pinned / "probe_package" / "__init__.py").write_text("")
+    script = tmp_path / "study.py"
+    script.write_text(
+        "import sys, probe_package\n"
+        f"open({str(tmp_path / 'imported.txt')!r}, 'w').write(probe_package.__file__)\n"
+        f"open({str(tmp_path / 'done.csv')!r}, 'w').write('seed\\n' + sys.argv[-1] + '\\n')\n"
+    )
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from _study import Study
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    monkeypatch.chdir(pinned)
+    monkeypatch.setenv("PYTHONPATH", ".")
+    Study(script, tmp_path / "done.csv", ("seed",), (int,)).run_all([(0,)])
+    assert (tmp_path / "imported.txt").read_text().startswith(str(pinned))
