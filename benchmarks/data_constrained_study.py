@@ -28,8 +28,8 @@ continue it with this driver and the package of a worktree of that commit, writi
     cd ../study && PYTHONPATH=. python ../lit_gpt5/benchmarks/data_constrained_study.py --shared ../shared \
         --out ../lit_gpt5/notebooks/results/data_constrained --runs ../lit_gpt5/notebooks/runs/data_constrained
 
-Each run imports the package ``PYTHONPATH`` names (made absolute: runs start in this checkout, and before this was
-done a relative ``.`` imported this checkout's package instead; ``machines.csv`` shows which commit each run used).
+Each run imports the package ``PYTHONPATH`` names (its relative entries made absolute, since every run starts in this
+checkout); ``machines.csv`` shows which commit each run used.
 
 Each run is a process of its own and appends its rows as it finishes, so the study can be stopped and continued:
 ``notebooks/results/data_constrained/finals.csv`` (``train_books,train_fraction,sampler,seed,model,tokens_seen,

@@ -133,7 +133,8 @@ def plot(out: Path, train: dict, val: dict, summary: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(list(train), list(train.values()), ".-", ms=3, label="train loss (mean over each logged step's tokens)")
-    ax.plot(list(val), list(val.values()), "o-", label="test loss (held-out last 10% of the book)")
+    tail = "the book" if summary["val_loss_of"] == "val/loss" else "the first book"
+    ax.plot(list(val), list(val.values()), "o-", label=f"test loss (held-out last 10% of {tail})")
     ax.axhline(BIGRAM_BASELINE, color="gray", ls="--", label=f"bigram baseline ({BIGRAM_BASELINE})")
     ax.set_xlabel("optimizer step (16 x 256 tokens each)")
     ax.set_ylabel("cross-entropy (nats per token)")
