@@ -51,7 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
-from _study import Study, append  # noqa: E402
+from _study import Study, absolute_pythonpath, append  # noqa: E402
 from sampling_study import BATCH, BLOCK, BOOKS, MODEL, STEPS, VAL_EVERY, study_module, tokens_and_passes  # noqa: E402
 
 REPO = HERE.parent
@@ -132,7 +132,7 @@ def model5_run(shared: Path, steps: int) -> tuple:
     out = REPO / "notebooks" / "results" / "model5-3books"
     cmd = [sys.executable, str(HERE / "model5_run.py"), "--text_paths", *book_paths(shared, list(BOOKS)),
            "--out", str(out)] + (["--max_steps", str(steps)] if steps != STEPS else [])  # fmt: skip
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True, cwd=REPO, env=absolute_pythonpath())  # the package PYTHONPATH names, as every run
     summary = json.loads((out / "summary.json").read_text())
     with open(out / "val_by_book.csv") as f:
         rows = list(csv.DictReader(f))

@@ -133,13 +133,14 @@ def plot(out: Path, train: dict, val: dict, summary: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(list(train), list(train.values()), ".-", ms=3, label="train loss (mean over each logged step's tokens)")
-    tail = "the book" if summary["val_loss_of"] == "val/loss" else "the first book"
+    one_book = summary["val_loss_of"] == "val/loss"
+    tail = "the book" if one_book else "the first book"
     ax.plot(list(val), list(val.values()), "o-", label=f"test loss (held-out last 10% of {tail})")
     ax.axhline(BIGRAM_BASELINE, color="gray", ls="--", label=f"bigram baseline ({BIGRAM_BASELINE})")
     ax.set_xlabel("optimizer step (16 x 256 tokens each)")
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_ylim(0, max(8.0, min(val.values()) + 3))
-    on = "Gulliver's Travels" if summary["val_loss_of"] == "val/loss" else f"its books (test: {summary['val_loss_of']})"
+    on = "Gulliver's Travels" if one_book else f"its books (test: {summary['val_loss_of']})"
     ax.set_title(f"Model 5 (GPT-2 small) on {on}, {summary['passes_over_training_split'] or 0:.1f} passes")
     ax.legend()
     ax.grid(alpha=0.3)
