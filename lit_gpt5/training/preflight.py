@@ -109,7 +109,7 @@ def describe_device(trainer, module, settings: dict) -> str:
         where += f" ({torch.cuda.get_device_name(device)} x{trainer.world_size})"
     steps = trainer.max_steps - trainer.global_step if trainer.max_steps and trainer.max_steps > 0 else 0
     tokens = settings["micro_batch_size"] * settings["block_size"] * trainer.accumulate_grad_batches
-    length = run_length_note(module, trainer, tokens, settings["block_size"], steps)
+    length = run_length_note(module, trainer, tokens, settings["block_size"], steps, settings["micro_batch_size"])
     line = f"lit_gpt5: training on {where}" + (f"; {length}" if length else "")
     if length and device.type == "cpu":
         line += "; a run of minutes instead: --config configs/cpu-demo.yaml (a 7M-parameter GPT-2)"

@@ -38,16 +38,50 @@ def test_run_length_note_says_steps_time_and_the_measured_speed_and_skips_small_
     from lit_gpt5.training.module import GPTLitModule
 
     monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
-    module = GPTLitModule(model_name="gpt-nano", n_layer=1)
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1, dropout=0.1, loss_chunk_size=16)
     trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False)
     flops_per_step = module.model.flops_per_token(32, training=True) * 64
     small = int(ESTIMATE_ABOVE_FLOPS // flops_per_step) - 1
     assert run_length_note(module, trainer, 64, 32, small) is None  # minutes at most anywhere: not measured
     assert not (tmp_path / "matmul-peak.json").exists()
     big = 100 * small
-    note = run_length_note(module, trainer, 64, 32, big)
+    weights = {name: p.clone() for name, p in module.model.state_dict().items()}
+    rng = torch.get_rng_state()
+    note = run_length_note(module, trainer, 64, 32, big, micro_batch=2)
     assert note.startswith(f"{big} steps: roughly ") and "GFLOP/s" in note and "float32 matmuls" in note, note
+    assert "timed in parts: 1 blocks" in note, note
     assert (tmp_path / "matmul-peak.json").exists()
+    # Timing the step's parts changes neither the model nor the run's random stream (its dropout masks)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(p, weights[name]) for name, p in module.model.state_dict().items())
+    assert all(p.grad is None for p in module.model.parameters())
+    (key,) = json.loads((tmp_path / "step-parts.json").read_text())
+    assert "2x32" in key and "chunk=16" in key and "dropout=0.1" in key
+
+
+def test_a_cpu_runs_length_adds_up_its_timed_parts(monkeypatch, tmp_path):
+    # Cached parts are taken as they are: 4 blocks of 0.5 s, 64 tokens in chunks of 16 (4 chunks of 0.25 s plus
+    # 0.1 s a call), an optimizer step of 1e-6 s a parameter; two micro-batches a step.
+    import lightning as L
+
+    from lit_gpt5.training.module import GPTLitModule
+    from lit_gpt5.training.peak import step_key
+
+    monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
+    module = GPTLitModule(model_name="gpt-nano", n_layer=4, loss_chunk_size=16)
+    trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False)
+    parts = {"block": 0.5, "loss_fixed": 0.1, "loss_chunk": 0.25, "optimizer_per_parameter": 1e-6}
+    key = step_key(module, torch.float32, 2, 32)
+    (tmp_path / "step-parts.json").write_text(json.dumps({key: parts}))
+    params = sum(p.numel() for p in module.model.parameters())
+    step = 2 * (4 * 0.5 + 0.1 + 4 * 0.25) + 1e-6 * params
+    steps = 10**6
+    note = run_length_note(module, trainer, 128, 32, steps, micro_batch=2)
+    assert f"roughly {step * steps / 3600:.1f} h here" in note, note
+    assert f"4 blocks {2 * 4 * 0.5:.2f} s, loss {2 * 1.1:.2f} s, optimizer {1e-6 * params:.2f} s" in note, note
+    (tmp_path / "step-parts.json").write_text(json.dumps({key: {"block": "fast"}}))  # damaged: measured again
+    assert "roughly" in run_length_note(module, trainer, 128, 32, steps, micro_batch=2)
+    assert isinstance(json.loads((tmp_path / "step-parts.json").read_text())[key]["block"], float)
 
 
 def test_the_throughput_monitor_knows_a_cpus_peak_and_logs_mfu(monkeypatch, tmp_path, book_path):
