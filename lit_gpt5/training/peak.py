@@ -283,6 +283,7 @@ def run_length_note(
     step = step_seconds(module, dtype, micro_batch, positions, max(tokens_per_step // (micro_batch * positions), 1))
     return (
         f"{steps} steps: roughly {_duration(step['step'] * steps)} here, evaluations not counted (a step of "
-        f"{flops / 1e12:.2f} TFLOP timed in parts: {model.config.n_layer} blocks {step['blocks']:.2f} s, loss {step['loss']:.2f} s, optimizer "
-        f"{step['optimizer']:.2f} s; {matmuls}, the step at {flops / step['step'] / peak:.0%} of that)"
+        f"{flops / 1e12:.2f} TFLOP timed in parts: {model.config.n_layer} blocks {step['blocks']:.2f} s, loss "
+        f"{step['loss']:.2f} s, optimizer {step['optimizer']:.2f} s; {matmuls}, the step at "
+        f"{flops / step['step'] / peak:.0%} of that)"
     )
