@@ -185,3 +185,23 @@ def test_a_study_run_imports_the_package_a_relative_pythonpath_names(tmp_path, m
     monkeypatch.setenv("PYTHONPATH", ".")
     Study(script, tmp_path / "done.csv", ("seed",), (int,)).run_all([(0,)])
     assert (tmp_path / "imported.txt").read_text().startswith(str(pinned))
+
+
+def test_run_length_benchmark_puts_the_estimate_beside_the_real_step(tmp_path, book_path):
+    script = REPO / "benchmarks" / "run_length.py"
+    tiny = ["--model", "gpt-nano", "--batch_size", "2", "--block_size", "32", "--steps", "2", "--warmup", "1"]
+    run = subprocess.run(
+        [sys.executable, str(script), "--text_path", str(book_path), *tiny, "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "none in the start-up line (a run this small takes minutes)" in run.stdout, run.stdout
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["estimate"]["step"] > 0 and record["real"]["step_seconds"] > 0
+    assert record["error"] == pytest.approx(record["estimate"]["step"] / record["real"]["step_seconds"] - 1)
+    missing = subprocess.run(
+        [sys.executable, str(script), "--text_path", str(tmp_path / "no-book.txt"), "--json", str(tmp_path / "m.json")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert missing.returncode != 0 and not (tmp_path / "m.json").exists()
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: --text_path "), missing.stderr
