@@ -138,34 +138,26 @@ class _Buffers:
     (chunk x vocabulary) and the chunk's part of the weight gradient (vocabulary x C), which is added to the float32
     sum of the parts before it. Fresh tensors of that size (51 and 77 MB for GPT-2 in bf16) are fresh memory mappings
     on a CPU under glibc's defaults, page-faulted on every chunk: 11 to 20 ms of a 113 to 145 ms product each. Same
-    values; at most one chunk's worth of each, as before.
+    values; at most one chunk's worth of each, as before."""
 
-    The float32 sum holds the real vocabulary's rows only (``vocab``; the padding's rows are 0 and never kept), in a
-    tensor of its own rather than a view of a padded one. That matters for a tied output matrix: autograd adds the
-    token embedding's gradient to this one in place only when it holds the sole reference to the tensor and its
-    memory; a view keeps its base alive and makes that add an out-of-place one, a fresh 154 MB tensor for GPT-2."""
-
-    def __init__(self, rows: int, weight: torch.Tensor, vocab: int) -> None:
+    def __init__(self, rows: int, weight: torch.Tensor) -> None:
         self.logits = weight.new_empty((rows, weight.size(0)))
-        self.vocab = vocab
-        self.grad_w: torch.Tensor | None = None  # the float32 sum, vocab x C
+        self.grad_w: torch.Tensor | None = None  # the float32 sum
         self._part: torch.Tensor | None = None
 
     def add_weight_grad(self, grad: torch.Tensor, h: torch.Tensor) -> None:
-        """grad_w += grad^T h (the first chunk's product, its real rows in float32, becomes the sum)."""
+        """grad_w += grad^T h (the first chunk's product is cast to float32 and kept as the sum)."""
         if self.grad_w is None:
-            first = grad.t() @ h
-            own = first.size(0) == self.vocab and first.dtype == torch.float32
-            self.grad_w = first if own else first[: self.vocab].float()
+            self.grad_w = (grad.t() @ h).float()
             return
         if self._part is None:
             self._part = grad.new_empty((grad.size(1), h.size(1)))
-        _accumulate(self.grad_w, torch.mm(grad.t(), h, out=self._part)[: self.vocab])
+        _accumulate(self.grad_w, torch.mm(grad.t(), h, out=self._part))
 
     def weight_grad(self, weight: torch.Tensor) -> torch.Tensor:
-        """The float32 sum (vocab x C); zeros of that shape when no chunk had any position."""
+        """The float32 sum; zeros shaped like ``weight`` when no chunk had any position."""
         if self.grad_w is None:
-            return torch.zeros((self.vocab, weight.size(1)), dtype=torch.float32, device=weight.device)
+            return torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         return self.grad_w
 
 
@@ -185,7 +177,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         grad_needed = need_h or need_w
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_h = torch.empty_like(hidden) if need_h else None
-        buffers = _Buffers(min(chunk_size, hidden.size(0)), w, vocab)
+        buffers = _Buffers(min(chunk_size, hidden.size(0)), w)
         for start in range(0, hidden.size(0), chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
             losses, grad, valid = _chunk(
@@ -198,7 +190,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                     grad_h[start : start + chunk_size] = (grad @ w) * mask
                 if need_w:
                     buffers.add_weight_grad(grad, h * mask)
-        grad_w = buffers.weight_grad(w) if need_w else None
+        grad_w = buffers.weight_grad(w)[:vocab] if need_w else None  # the padding's rows are 0: dropped
         del buffers
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
@@ -240,7 +232,7 @@ class _LinearTokenLosses(torch.autograd.Function):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         w, vocab = _output_matrix(weight, ctx.dtype), weight.size(0)
         grad_h = torch.empty_like(hidden) if need_h else None
-        buffers = _Buffers(min(ctx.chunk_size, hidden.size(0)), w, vocab)
+        buffers = _Buffers(min(ctx.chunk_size, hidden.size(0)), w)
         for start in range(0, hidden.size(0), ctx.chunk_size):
             end = start + ctx.chunk_size
             h = hidden[start:end].to(ctx.dtype)
@@ -252,7 +244,7 @@ class _LinearTokenLosses(torch.autograd.Function):
             if need_w:
                 buffers.add_weight_grad(grad, h)
             del grad
-        grad_w = buffers.weight_grad(w).to(weight.dtype) if need_w else None
+        grad_w = buffers.weight_grad(w)[:vocab].to(weight.dtype) if need_w else None
         return grad_h, grad_w, None, None, None, None
 
 
