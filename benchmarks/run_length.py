@@ -33,7 +33,7 @@ def estimate(args) -> dict:
     import torch
 
     from lit_gpt5.training.module import GPTLitModule
-    from lit_gpt5.training.peak import STEP_SHARE, compute_dtype, device_peak, run_length_note, step_seconds
+    from lit_gpt5.training.peak import STEP_SHARE, device_peak, run_length_note, step_seconds
     from lit_gpt5.training.trainer import Trainer
 
     module = GPTLitModule(model_name=args.model, dropout=args.dropout)
@@ -45,7 +45,7 @@ def estimate(args) -> dict:
         note = run_length_note(module, trainer, tokens, args.block_size, 500, args.batch_size)
         seconds = time.perf_counter() - start
         if trainer.strategy.root_device.type == "cpu":  # read back from the cache the note filled (or measured now)
-            parts = step_seconds(module, compute_dtype(str(trainer.precision)), args.batch_size, args.block_size, 1)
+            parts = step_seconds(module, str(trainer.precision), args.batch_size, args.block_size, 1)
         else:  # elsewhere the note is the matmul FLOPs at STEP_SHARE of the device's peak
             flops = module.model.flops_per_token(args.block_size, training=True) * tokens
             parts = {"step": flops / (device_peak(trainer, module.model) * STEP_SHARE)}

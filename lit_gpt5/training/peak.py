@@ -144,12 +144,13 @@ def device_peak(trainer, model) -> float:
     return max(matmul_peak(device, dtype, shape, cache) for shape in model_shapes(model.config))
 
 
-def step_key(module, dtype: torch.dtype, micro_batch: int, positions: int) -> str:
+def step_key(module, precision: str, micro_batch: int, positions: int) -> str:
     """What a step's timed parts depend on besides the machine: the model's shape and settings, the batch, the loss."""
     config, model = module.model.config, module.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return (
-        f"{machine_key(torch.device('cpu'), dtype, (micro_batch, positions))}; step of n_embd={config.n_embd} "
+        f"{machine_key(torch.device('cpu'), compute_dtype(precision), (micro_batch, positions))}; {precision} step of "
+        f"n_embd={config.n_embd} "
         f"n_head={config.n_head} vocab={config.vocab_size} dropout={config.dropout} bias={config.bias} "
         f"checkpointing={model.gradient_checkpointing} trainable={trainable} chunk={module.settings.loss_chunk_size} "
         f"{type(module).__name__}"
@@ -164,26 +165,29 @@ def _seconds(run) -> float:
     return time.perf_counter() - start
 
 
-def measure_step_parts(module, dtype: torch.dtype, micro_batch: int, positions: int) -> dict[str, float]:
+def measure_step_parts(module, precision: str, micro_batch: int, positions: int) -> dict[str, float]:
     """Seconds of the parts of one micro-batch's training step of ``module``'s model on this CPU, timed on its own
     layers: ``block``, its first transformer block forward and backward (``micro_batch`` x ``positions`` tokens,
     dropout as configured, recomputed as in training when the model checkpoints activations); ``loss_fixed`` and
     ``loss_chunk``, the loss with its gradients (the chunked loss timed over one chunk and over two: what each chunk
     costs and what the call costs once); ``optimizer_per_parameter``, an AdamW step (fused when the run's is) over a
-    copy of the block's trainable parameters. Nothing of the model changes, nor the run's random stream."""
+    copy of the block's trainable parameters. In Lightning ``precision``: mixed, the block and the loss run under
+    autocast on a float32 residual stream, as in training; otherwise in its dtype. Nothing of the model changes, nor
+    the run's random stream."""
     from lit_gpt5.model.loss import cross_entropy_sum, linear_cross_entropy_sum
     from lit_gpt5.training.optim import fused_adamw_possible
 
     model, chunk = module.model, module.settings.loss_chunk_size
     block = model.transformer.h[0]
     weight = model.lm_head.weight
-    param_dtype = weight.dtype
-    autocast = torch.autocast("cpu", dtype=dtype, enabled=dtype != param_dtype)
+    dtype, mixed = compute_dtype(precision), precision.endswith("-mixed")
+    autocast = torch.autocast("cpu", dtype=dtype, enabled=mixed)
+    stream = torch.float32 if mixed else weight.dtype  # the residual stream's dtype in training
     params = [p for p in block.parameters() if p.requires_grad]
     tokens = micro_batch * positions
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        x = torch.randn(micro_batch, positions, model.config.n_embd, dtype=param_dtype, requires_grad=True)
+        x = torch.randn(micro_batch, positions, model.config.n_embd, dtype=stream, requires_grad=True)
         out_grad = torch.ones_like(x)
 
         def block_step() -> None:
@@ -229,18 +233,18 @@ def measure_step_parts(module, dtype: torch.dtype, micro_batch: int, positions: 
             "optimizer_per_parameter": per_parameter}  # fmt: skip
 
 
-def step_seconds(module, dtype: torch.dtype, micro_batch: int, positions: int, accumulate: int) -> dict[str, float]:
+def step_seconds(module, precision: str, micro_batch: int, positions: int, accumulate: int) -> dict[str, float]:
     """One optimizer step's seconds on this CPU from its timed parts (``measure_step_parts``, once per machine and
     setting, then read from ``$LIT_GPT5_CACHE/step-parts.json``): every block, the loss of every chunk, the optimizer
     over every trainable parameter; ``accumulate`` micro-batches a step. Left out: the embeddings, gradient clipping,
     logging and evaluation, a few percent of Model 5's step."""
     from lit_gpt5.data.gutenberg import default_cache_dir
 
-    key = step_key(module, dtype, micro_batch, positions)
+    key = step_key(module, precision, micro_batch, positions)
     parts = cached(
         default_cache_dir() / "step-parts.json",
         key,
-        lambda: measure_step_parts(module, dtype, micro_batch, positions),
+        lambda: measure_step_parts(module, precision, micro_batch, positions),
         valid=lambda value: isinstance(value, dict) and all(isinstance(value.get(k), int | float) for k in PARTS),
     )
     model, chunk = module.model, module.settings.loss_chunk_size
@@ -273,17 +277,23 @@ def run_length_note(
     device, dtype = trainer.strategy.root_device, compute_dtype(str(trainer.precision))
     peak = device_peak(trainer, model)
     matmuls = f"this {device.type}'s {str(dtype).removeprefix('torch.')} matmuls run at {peak / 1e9:.0f} GFLOP/s"
-    if device.type != "cpu":
-        seconds = flops * steps / (peak * STEP_SHARE)
-        return (
-            f"{steps} steps: roughly {_duration(seconds)} here ({flops / 1e12:.2f} TFLOP a step; {matmuls}, a whole "
-            f"step at about {STEP_SHARE:.0%} of that)"
-        )
-    micro_batch = micro_batch or max(tokens_per_step // positions, 1)
-    step = step_seconds(module, dtype, micro_batch, positions, max(tokens_per_step // (micro_batch * positions), 1))
+    untimed = ""
+    if device.type == "cpu":
+        micro_batch = micro_batch or max(tokens_per_step // positions, 1)
+        accumulate = max(tokens_per_step // (micro_batch * positions), 1)
+        try:
+            step = step_seconds(module, str(trainer.precision), micro_batch, positions, accumulate)
+        except Exception as error:  # a start-up estimate never stops a run: the FLOP-based one instead, and why
+            untimed = f"; the step's parts could not be timed here ({type(error).__name__}: {error})"
+        else:
+            return (
+                f"{steps} steps: roughly {_duration(step['step'] * steps)} here, evaluations not counted (a step of "
+                f"{flops / 1e12:.2f} TFLOP timed in parts: {model.config.n_layer} blocks {step['blocks']:.2f} s, loss "
+                f"{step['loss']:.2f} s, optimizer {step['optimizer']:.2f} s; {matmuls}, the step at "
+                f"{flops / step['step'] / peak:.0%} of that)"
+            )
+    seconds = flops * steps / (peak * STEP_SHARE)
     return (
-        f"{steps} steps: roughly {_duration(step['step'] * steps)} here, evaluations not counted (a step of "
-        f"{flops / 1e12:.2f} TFLOP timed in parts: {model.config.n_layer} blocks {step['blocks']:.2f} s, loss "
-        f"{step['loss']:.2f} s, optimizer {step['optimizer']:.2f} s; {matmuls}, the step at "
-        f"{flops / step['step'] / peak:.0%} of that)"
+        f"{steps} steps: roughly {_duration(seconds)} here ({flops / 1e12:.2f} TFLOP a step; {matmuls}, a whole "
+        f"step at about {STEP_SHARE:.0%} of that{untimed})"
     )

@@ -71,7 +71,7 @@ def test_a_cpu_runs_length_adds_up_its_timed_parts(monkeypatch, tmp_path):
     module = GPTLitModule(model_name="gpt-nano", n_layer=4, loss_chunk_size=16)
     trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False)
     parts = {"block": 0.5, "loss_fixed": 0.1, "loss_chunk": 0.25, "optimizer_per_parameter": 1e-6}
-    key = step_key(module, torch.float32, 2, 32)
+    key = step_key(module, "32-true", 2, 32)
     (tmp_path / "step-parts.json").write_text(json.dumps({key: parts}))
     params = sum(p.numel() for p in module.model.parameters())
     step = 2 * (4 * 0.5 + 0.1 + 4 * 0.25) + 1e-6 * params
@@ -97,3 +97,41 @@ def test_the_throughput_monitor_knows_a_cpus_peak_and_logs_mfu(monkeypatch, tmp_
     trainer.fit(module, GutenbergDataModule(text_path=str(book_path), block_size=16, batch_size=2))
     assert monitor.available_flops and monitor.available_flops > 1e8  # measured: Lightning's table has no CPU
     assert 0 < trainer.logged_metrics["train/device/mfu"] < 10
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
+def test_the_step_is_timed_in_parts_for_lora_and_every_precision(monkeypatch, tmp_path, precision):
+    # LoRA's frozen weights held in bf16 beside float32 adapters, a bf16-mixed run's float32 residual stream under
+    # autocast, a bf16-true model: each part runs as training runs it.
+    import lightning as L
+
+    from lit_gpt5.model.lora import hold_frozen_in
+    from lit_gpt5.training.module import GPTLitModule
+
+    monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
+    module = GPTLitModule(model_name="gpt-nano", n_layer=2, lora_r=4)
+    if precision == "bf16-true":
+        module.model.to(torch.bfloat16)
+    else:
+        hold_frozen_in(module.model, precision)
+    trainer = L.Trainer(accelerator="cpu", precision=precision, logger=False)
+    note = run_length_note(module, trainer, 64, 32, 10**9, micro_batch=2)
+    assert "timed in parts: 2 blocks" in note and "could not be timed" not in note, note
+
+
+def test_a_step_that_cannot_be_timed_falls_back_to_the_matmul_estimate_and_says_why(monkeypatch, tmp_path):
+    import lightning as L
+
+    import lit_gpt5.training.peak as peak
+    from lit_gpt5.training.module import GPTLitModule
+
+    def broken(*args):
+        raise RuntimeError("no block to time")
+
+    monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
+    monkeypatch.setattr(peak, "measure_step_parts", broken)
+    module = GPTLitModule(model_name="gpt-nano", n_layer=1)
+    trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False)
+    note = run_length_note(module, trainer, 64, 32, 10**9, micro_batch=2)
+    assert "a whole step at about 70% of that" in note, note
+    assert note.endswith("the step's parts could not be timed here (RuntimeError: no block to time))"), note
