@@ -11,7 +11,8 @@ every 25 steps on the held-out tail (last 10%) of **each** of the three books, t
 
 1. **Passes**: Gulliver's training text cut to its first 1/8, 1/4, 1/2 or all of itself (``--data.train_fraction``;
    the held-out tail unchanged), ~126, ~63, ~32 and ~16 passes, for ``random``, ``shuffled`` and ``shuffled+offset``,
-   seeds 0-2;
+   seeds 0-2, and seeds 3-4 of ``random`` and ``shuffled+offset`` where their difference straddled 0 at three seeds
+   (~126, ~63 and ~16 passes);
 2. **One book or three**: Gulliver + Pride and Prejudice + Frankenstein (~5 passes over the three) against Gulliver
    alone, ``random`` and ``shuffled``, seeds 0-4; and Model 5 itself (124M) on the three books, one run (~2 h on 2
    cores, ``benchmarks/model5_run.py --text_paths ...`` into ``notebooks/results/model5-3books/``).
@@ -77,6 +78,12 @@ def grid() -> list[tuple[str, str, float, str, int]]:
     runs += [(MODEL, "gulliver", f, "shuffled+offset", seed) for seed in range(3) for f in FRACTIONS]
     runs += [(MODEL, b, 1.0, s, seed) for seed in (3, 4) for b in ("gulliver", THREE) for s in ("random", "shuffled")]
     runs += [("model5", THREE, 1.0, "random", 0)]
+    # Seeds 3-4 where random - shuffled+offset straddled 0 at three seeds (~16, ~63 and ~126 passes): the offset runs
+    # and the random runs they pair with (at 16 passes those are the one-book-or-three runs above).
+    runs += [(MODEL, "gulliver", 1.0, "shuffled+offset", seed) for seed in (3, 4)]
+    runs += [
+        (MODEL, "gulliver", f, s, seed) for f in (0.25, 0.125) for seed in (3, 4) for s in ("random", "shuffled+offset")
+    ]
     return runs
 
 
