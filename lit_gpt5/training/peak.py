@@ -148,12 +148,11 @@ def step_key(module, precision: str, micro_batch: int, positions: int) -> str:
     """What a step's timed parts depend on besides the machine: the model's shape and settings, the batch, the loss."""
     config, model = module.model.config, module.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    machine = machine_key(torch.device("cpu"), compute_dtype(precision), (micro_batch, positions))
     return (
-        f"{machine_key(torch.device('cpu'), compute_dtype(precision), (micro_batch, positions))}; {precision} step of "
-        f"n_embd={config.n_embd} "
-        f"n_head={config.n_head} vocab={config.vocab_size} dropout={config.dropout} bias={config.bias} "
-        f"checkpointing={model.gradient_checkpointing} trainable={trainable} chunk={module.settings.loss_chunk_size} "
-        f"{type(module).__name__}"
+        f"{machine}; {precision} step of n_embd={config.n_embd} n_head={config.n_head} vocab={config.vocab_size} "
+        f"dropout={config.dropout} bias={config.bias} checkpointing={model.gradient_checkpointing} "
+        f"trainable={trainable} chunk={module.settings.loss_chunk_size} {type(module).__name__}"
     )
 
 
