@@ -35,7 +35,7 @@ log = get_logger(__name__)
 # (measured on Model 5 on a CPU, see the module docstring; not measured on a GPU).
 STEP_SHARE = 0.7
 # The figures of a step timed in parts (``measure_step_parts``), as cached.
-PARTS = ("block", "loss_fixed", "loss_chunk", "optimizer_per_parameter")
+PARTS = ("block", "loss_fixed", "loss_per_position", "optimizer_per_parameter")
 # Runs below this many training FLOPs are not estimated: minutes at most on any machine, not worth the measurement.
 ESTIMATE_ABOVE_FLOPS = 1e14
 DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
@@ -168,11 +168,11 @@ def measure_step_parts(module, precision: str, micro_batch: int, positions: int)
     """Seconds of the parts of one micro-batch's training step of ``module``'s model on this CPU, timed on its own
     layers: ``block``, its first transformer block forward and backward (``micro_batch`` x ``positions`` tokens,
     dropout as configured, recomputed as in training when the model checkpoints activations); ``loss_fixed`` and
-    ``loss_chunk``, the loss with its gradients (the chunked loss timed over one chunk and over two: what each chunk
-    costs and what the call costs once); ``optimizer_per_parameter``, an AdamW step (fused when the run's is) over a
-    copy of the block's trainable parameters. In Lightning ``precision``: mixed, the block and the loss run under
-    autocast on a float32 residual stream, as in training; otherwise in its dtype. Nothing of the model changes, nor
-    the run's random stream."""
+    ``loss_per_position``, the loss with its gradients (the chunked loss timed over one chunk of positions and over
+    two: what the call costs once, and each position); ``optimizer_per_parameter``, an AdamW step (fused when the
+    run's is) over a copy of the block's trainable parameters. In Lightning ``precision``: mixed, the block and the
+    loss run under autocast on a float32 residual stream, as in training; otherwise in its dtype. Nothing of the model
+    changes, nor the run's random stream."""
     from lit_gpt5.model.loss import cross_entropy_sum, linear_cross_entropy_sum
     from lit_gpt5.training.optim import fused_adamw_possible
 
@@ -218,23 +218,24 @@ def measure_step_parts(module, precision: str, micro_batch: int, positions: int)
         finally:
             block.train(training)
         if chunk and tokens > chunk:
-            one, two = _seconds(lambda: loss_step(chunk)), _seconds(lambda: loss_step(min(2 * chunk, tokens)))
-            per_chunk = max(two - one, 0.0)
-            loss_fixed, loss_chunk = max(one - per_chunk, 0.0), per_chunk
-        else:
-            loss_fixed, loss_chunk = _seconds(lambda: loss_step(tokens)), 0.0
+            rows = min(2 * chunk, tokens)
+            one, two = _seconds(lambda: loss_step(chunk)), _seconds(lambda: loss_step(rows))
+            per_position = max(two - one, 0.0) / (rows - chunk)
+            loss_fixed = max(one - per_position * chunk, 0.0)
+        else:  # one call over every position: nothing to split
+            loss_fixed, per_position = _seconds(lambda: loss_step(tokens)), 0.0
         copies = [p.detach().clone().requires_grad_() for p in params]
         for c in copies:
             c.grad = torch.randn_like(c)
         optimizer = torch.optim.AdamW(copies, fused=fused_adamw_possible(module))
         per_parameter = _seconds(optimizer.step) / max(sum(c.numel() for c in copies), 1)
-    return {"block": block_seconds, "loss_fixed": loss_fixed, "loss_chunk": loss_chunk,
+    return {"block": block_seconds, "loss_fixed": loss_fixed, "loss_per_position": per_position,
             "optimizer_per_parameter": per_parameter}  # fmt: skip
 
 
 def step_seconds(module, precision: str, micro_batch: int, positions: int, accumulate: int) -> dict[str, float]:
     """One optimizer step's seconds on this CPU from its timed parts (``measure_step_parts``, once per machine and
-    setting, then read from ``$LIT_GPT5_CACHE/step-parts.json``): every block, the loss of every chunk, the optimizer
+    setting, then read from ``$LIT_GPT5_CACHE/step-parts.json``): every block, the loss of every position, the optimizer
     over every trainable parameter; ``accumulate`` micro-batches a step. Left out: the embeddings, gradient clipping,
     logging and evaluation, a few percent of Model 5's step."""
     from lit_gpt5.data.gutenberg import default_cache_dir
@@ -246,10 +247,9 @@ def step_seconds(module, precision: str, micro_batch: int, positions: int, accum
         lambda: measure_step_parts(module, precision, micro_batch, positions),
         valid=lambda value: isinstance(value, dict) and all(isinstance(value.get(k), int | float) for k in PARTS),
     )
-    model, chunk = module.model, module.settings.loss_chunk_size
-    chunks = -(-micro_batch * positions // chunk) if chunk else 0
+    model = module.model
     blocks = model.config.n_layer * parts["block"]
-    loss = parts["loss_fixed"] + chunks * parts["loss_chunk"]
+    loss = parts["loss_fixed"] + micro_batch * positions * parts["loss_per_position"]
     optimizer = parts["optimizer_per_parameter"] * sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"blocks": accumulate * blocks, "loss": accumulate * loss, "optimizer": optimizer,
             "step": accumulate * (blocks + loss) + optimizer}  # fmt: skip

@@ -60,8 +60,8 @@ def test_run_length_note_says_steps_time_and_the_measured_speed_and_skips_small_
 
 
 def test_a_cpu_runs_length_adds_up_its_timed_parts(monkeypatch, tmp_path):
-    # Cached parts are taken as they are: 4 blocks of 0.5 s, 64 tokens in chunks of 16 (4 chunks of 0.25 s plus
-    # 0.1 s a call), an optimizer step of 1e-6 s a parameter; two micro-batches a step.
+    # Cached parts are taken as they are: 4 blocks of 0.5 s, a loss of 0.1 s a call plus 0.01 s for each of a
+    # micro-batch's 64 positions, an optimizer step of 1e-6 s a parameter; two micro-batches a step.
     import lightning as L
 
     from lit_gpt5.training.module import GPTLitModule
@@ -70,18 +70,19 @@ def test_a_cpu_runs_length_adds_up_its_timed_parts(monkeypatch, tmp_path):
     monkeypatch.setenv("LIT_GPT5_CACHE", str(tmp_path))
     module = GPTLitModule(model_name="gpt-nano", n_layer=4, loss_chunk_size=16)
     trainer = L.Trainer(accelerator="cpu", precision="32-true", logger=False)
-    parts = {"block": 0.5, "loss_fixed": 0.1, "loss_chunk": 0.25, "optimizer_per_parameter": 1e-6}
+    parts = {"block": 0.5, "loss_fixed": 0.1, "loss_per_position": 0.01, "optimizer_per_parameter": 1e-6}
     key = step_key(module, "32-true", 2, 32)
     (tmp_path / "step-parts.json").write_text(json.dumps({key: parts}))
     params = sum(p.numel() for p in module.model.parameters())
-    step = 2 * (4 * 0.5 + 0.1 + 4 * 0.25) + 1e-6 * params
+    step = 2 * (4 * 0.5 + 0.1 + 64 * 0.01) + 1e-6 * params
     steps = 10**6
     note = run_length_note(module, trainer, 128, 32, steps, micro_batch=2)
     assert f"roughly {step * steps / 3600:.1f} h here" in note, note
-    assert f"4 blocks {2 * 4 * 0.5:.2f} s, loss {2 * 1.1:.2f} s, optimizer {1e-6 * params:.2f} s" in note, note
+    assert f"4 blocks {2 * 4 * 0.5:.2f} s, loss {2 * 0.74:.2f} s, optimizer {1e-6 * params:.2f} s" in note, note
     (tmp_path / "step-parts.json").write_text(json.dumps({key: {"block": "fast"}}))  # damaged: measured again
     assert "roughly" in run_length_note(module, trainer, 128, 32, steps, micro_batch=2)
-    assert isinstance(json.loads((tmp_path / "step-parts.json").read_text())[key]["block"], float)
+    measured = json.loads((tmp_path / "step-parts.json").read_text())[key]
+    assert measured["block"] > 0 and measured["loss_per_position"] >= 0 and measured["optimizer_per_parameter"] > 0
 
 
 def test_the_throughput_monitor_knows_a_cpus_peak_and_logs_mfu(monkeypatch, tmp_path, book_path):
