@@ -30,8 +30,6 @@ from _machine import describe_machine  # noqa: E402
 
 def estimate(args) -> dict:
     """The start-up note for ``args``' run (500 steps), measured into an empty cache, and the step it adds up to."""
-    import torch
-
     from lit_gpt5.training.module import GPTLitModule
     from lit_gpt5.training.peak import STEP_SHARE, device_peak, run_length_note, step_seconds
     from lit_gpt5.training.trainer import Trainer
@@ -39,6 +37,7 @@ def estimate(args) -> dict:
     module = GPTLitModule(model_name=args.model, dropout=args.dropout)
     trainer = Trainer(accelerator="auto", precision="auto", logger=False)
     tokens = args.batch_size * args.block_size
+    before = os.environ.get("LIT_GPT5_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["LIT_GPT5_CACHE"] = cache
         start = time.perf_counter()
@@ -49,8 +48,10 @@ def estimate(args) -> dict:
         else:  # elsewhere the note is the matmul FLOPs at STEP_SHARE of the device's peak
             flops = module.model.flops_per_token(args.block_size, training=True) * tokens
             parts = {"step": flops / (device_peak(trainer, module.model) * STEP_SHARE)}
+    if before is None:  # the caller's cache setting back as it was
         del os.environ["LIT_GPT5_CACHE"]
-    torch.cuda.empty_cache()
+    else:
+        os.environ["LIT_GPT5_CACHE"] = before
     return {"note": note, "measured_in_seconds": seconds, "precision": str(trainer.precision), **parts}
 
 
