@@ -260,14 +260,14 @@ def gemm_log(args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def real_step_arguments(parser: argparse.ArgumentParser, steps: int = 6) -> None:
+    """The arguments ``real_step`` reads (the book, the model and batch, the timed and untimed steps)."""
     parser.add_argument("--text_path", required=True, help="a local copy of Gulliver's Travels (book 829)")
     parser.add_argument("--model", default="model5")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--block_size", type=int, default=256)
     parser.add_argument("--dropout", type=float, default=0.1, help="Model 5's config trains with 0.1")
-    parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps")
+    parser.add_argument("--steps", type=int, default=steps, help="timed optimizer steps")
     parser.add_argument(
         "--warmup",
         type=int,
@@ -275,6 +275,11 @@ def main() -> None:
         help="untimed steps: the first three fault their memory "
         "in (Model 5 here: ~750k, ~390k and ~20-35k minor faults, then ~0; page_faults_per_step)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    real_step_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each GEMM")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", help="also profile two steps and write the top-15 table here")

@@ -56,19 +56,14 @@ def estimate(args) -> dict:
 
 
 def main() -> None:
+    from roofline import real_step, real_step_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--text_path", required=True, help="a local copy of Gulliver's Travels (book 829)")
-    parser.add_argument("--model", default="model5")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--block_size", type=int, default=256)
-    parser.add_argument("--dropout", type=float, default=0.1, help="Model 5's config trains with 0.1")
-    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps of the real run")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (they fault their memory in)")
+    real_step_arguments(parser, steps=4)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     if not Path(args.text_path).is_file():
         sys.exit(f"error: --text_path {args.text_path}: no such file; pass a local copy of the book")
-    from roofline import real_step
 
     from lit_gpt5.training.trainer import keep_freed_memory
 
