@@ -205,3 +205,33 @@ def test_run_length_benchmark_puts_the_estimate_beside_the_real_step(tmp_path, b
     )  # fmt: skip
     assert missing.returncode != 0 and not (tmp_path / "m.json").exists()
     assert missing.stderr.strip().splitlines()[-1].startswith("error: --text_path "), missing.stderr
+
+
+def test_wgrad_layouts_times_every_weight_gradient_product_four_ways(tmp_path):
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from wgrad_layouts import VARIANTS
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    a, b = torch.randn(6, 3), torch.randn(6, 5)  # stored position-major, as the step's operands
+    for name, variant in VARIANTS.items():  # each computes the weight gradient, or its transpose where it says so
+        want = (a.t() @ b).t() if name.startswith("transposed") else a.t() @ b
+        torch.testing.assert_close(variant(a, b), want)
+    script = REPO / "benchmarks" / "wgrad_layouts.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--model", "gpt-nano", "--tokens", "64", "--repeats", "1", "--precision",
+         "float32", "--json", str(tmp_path / "w.json")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert len(record["rows"]) == 5  # attention in and out, MLP in and out, the loss's chunk
+    assert all(set(row["ms"]) == set(VARIANTS) for row in record["rows"])
+    bad = subprocess.run(
+        [sys.executable, str(script), "--model", "gpt-9", "--json", str(tmp_path / "bad.json")],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert bad.returncode != 0 and not (tmp_path / "bad.json").exists()
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --model gpt-9: unknown"), bad.stderr
