@@ -11,7 +11,10 @@ does (every call reads other copies of its operands), four ways:
 * ``step``: A^T @ B with A^T a transposed view, as autograd and the chunked loss run it;
 * ``copy_first``: A^T made contiguous first, then the product (the copy is timed);
 * ``transposed``: C^T = B^T @ A instead (a caller would then hold the transpose of the gradient it needs: not timed);
-* ``transposed_copy_first``: B^T made contiguous first, then C^T = B^T @ A (the copy is timed).
+* ``transposed_copy_first``: B^T made contiguous first, then C^T = B^T @ A (the copy is timed);
+
+and what the loss would pay once a step to turn a transposed float32 sum of its chunks' parts back into the
+vocabulary x C gradient. (The chunked loss runs its product as ``transposed`` here: grad^T @ h, grad being A.)
 
 Prints milliseconds and GFLOP/s per shape and variant, and writes them as JSON.
 """
@@ -53,6 +56,12 @@ def time_variant(variant, m: int, k: int, n: int, dtype: torch.dtype, repeats: i
     return statistics.median(times[1:])
 
 
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="model5", help="a model name of GPTConfig.from_name")
@@ -86,9 +95,17 @@ def main() -> None:
         print(f"{k}x{m}:{m}x{n} x{count}  {cells}")
     totals = {name: sum(row["ms"][name] * row["count"] for row in rows) for name in VARIANTS}
     print("per step: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in totals.items()))
+    # What a transposed product costs the loss afterwards: its float32 sum of the chunks' parts, C x vocabulary, made
+    # the vocabulary x C gradient the output matrix needs (once a step).
+    config = GPTConfig.from_name(args.model)
+    transposed_sum = [[torch.randn(config.n_embd, config.vocab_size)] for _ in range(2)]
+    transpose_ms = 1e3 * statistics.median(
+        timed(lambda x: x.t().contiguous(), transposed_sum[i % 2][0]) for i in range(1, 6)
+    )
+    print(f"the loss's C x vocabulary float32 sum transposed to vocabulary x C: {transpose_ms:.0f} ms")
     if args.json:
         result = {"machine": machine, "precision": args.precision, "tokens": args.tokens, "rows": rows,
-                  "ms_per_step": totals}  # fmt: skip
+                  "ms_per_step": totals, "loss_sum_transpose_ms": transpose_ms}  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
