@@ -63,7 +63,10 @@ def step_gemms(config, tokens: int, dtype: torch.dtype) -> list[tuple[tuple[int,
     products.append(((CHUNK, c, v), -(-tokens // CHUNK)))  # the vocabulary, in the chunked loss's blocks
     gemms = []
     for (m, k, n), count in products:
-        gemms += [((m, k, n), count, "NT"), ((m, n, k), count, "NN"), ((k, m, n), count, "TN")]  # fwd, dgrad, wgrad
+        # forward, input gradient, weight gradient; the weight gradient as autograd runs it for a weight stored
+        # (out x in): d(out) transposed times the input, (n x m) @ (m x k), not the input transposed times d(out)
+        # (the same FLOPs in other shapes; the chunked loss computes it the same way)
+        gemms += [((m, k, n), count, "NT"), ((m, n, k), count, "NN"), ((n, m, k), count, "TN")]
     return gemms
 
 

@@ -5,16 +5,18 @@ product, beat the layout the step runs them in?
 
 ``roofline.py`` finds the weight-gradient products ("TN": C = A^T B with A and B both stored position-major, 4,096
 rows for Model 5's step, 512 for each chunk of the loss) the slowest GEMMs of a step on a CPU with AMX when their
-operands are cold (~1,300 GFLOP/s against ~2,500 hot). This times each of them, cold as ``roofline.cold_matmul``
+operands are cold (~1,100-1,400 GFLOP/s against ~2,500 hot). This times each of them, cold as ``roofline.cold_matmul``
 does (every call reads other copies of its operands), four ways:
 
 * ``step``: A^T @ B with A^T a transposed view, as autograd and the chunked loss run it;
 * ``copy_first``: A^T made contiguous first, then the product (the copy is timed);
-* ``transposed``: C^T = B^T @ A instead (a caller would then hold the transpose of the gradient it needs: not timed);
+* ``transposed``: C^T = B^T @ A instead (a caller would then hold the transpose of the gradient it needs; turning it
+  back is not timed);
 * ``transposed_copy_first``: B^T made contiguous first, then C^T = B^T @ A (the copy is timed);
 
 and what the loss would pay once a step to turn a transposed float32 sum of its chunks' parts back into the
-vocabulary x C gradient. (The chunked loss runs its product as ``transposed`` here: grad^T @ h, grad being A.)
+vocabulary x C gradient. A is d(output) and B the input: ``step`` is the weight's own (out x in) gradient, as autograd
+computes it for a linear layer and the chunked loss for the output matrix (``roofline.step_gemms``; tested).
 
 Prints milliseconds and GFLOP/s per shape and variant, and writes them as JSON.
 """
