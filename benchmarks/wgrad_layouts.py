@@ -46,7 +46,8 @@ VARIANTS = {
 
 
 def time_variant(variant, m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:
-    """Median seconds of one (k x m)^T-stored times (m x n) weight-gradient product in ``variant``, cold operands."""
+    """Median seconds of one weight-gradient product in ``variant``, cold operands: A stored m x k (d(output), used
+    transposed), B stored m x n (the input), as ``step_gemms``'s (k, m, n) "TN" row."""
     copies = max(2, min(16, COLD_BYTES // ((m * k + m * n) * dtype.itemsize)))
     ring = [(torch.randn(m, k).to(dtype), torch.randn(m, n).to(dtype)) for _ in range(copies)]
     times = []
