@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import re
 import resource
@@ -95,26 +96,37 @@ def matmul_roofline(config, tokens: int, dtype: torch.dtype, device: torch.devic
 COLD_BYTES = 256 * 2**20  # operand copies cycled through per GEMM: far more than this CPU's (or a GPU's) caches
 
 
+def ring_copies(bytes_per_copy: int) -> int:
+    """Operand copies to cycle through so that every call reads memory the caches no longer hold (``COLD_BYTES`` in
+    all, 2 to 16 copies)."""
+    return max(2, min(16, COLD_BYTES // bytes_per_copy))
+
+
+def cold_seconds(ring: list[tuple], op, repeats: int, sync=lambda: None) -> float:
+    """Median seconds of ``op(*operands)`` over ``repeats`` calls, each on the next operands of ``ring`` (the first
+    call, which picks kernels, is not timed)."""
+    times = []
+    for i in range(repeats + 1):
+        operands = ring[i % len(ring)]
+        sync()
+        start = time.perf_counter()
+        op(*operands)
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
 def cold_matmul(m: int, k: int, n: int, layout: str, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
     """FLOP/s of an (m x k) @ (k x n) matmul as the step runs it: ``layout`` marks the operand passed as a transposed
     view (see ``step_gemms``), and every call reads a different copy of its operands from a ring larger than the
     caches (as in the step, where an operand was written long before its product)."""
-    copies = max(2, min(16, COLD_BYTES // ((m * k + k * n) * dtype.itemsize)))
     ring = []
-    for _ in range(copies):
+    for _ in range(ring_copies((m * k + k * n) * dtype.itemsize)):
         a = torch.randn((k, m) if layout[0] == "T" else (m, k), device=device).to(dtype)
         b = torch.randn((n, k) if layout[1] == "T" else (k, n), device=device).to(dtype)
         ring.append((a.t() if layout[0] == "T" else a, b.t() if layout[1] == "T" else b))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    for i in range(repeats + 1):  # the first call picks kernels: not timed
-        a, b = ring[i % copies]
-        sync()
-        start = time.perf_counter()
-        a @ b
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * m * k * n / statistics.median(times[1:])
+    return 2 * m * k * n / cold_seconds(ring, operator.matmul, repeats, sync)
 
 
 def cold_roofline(config, tokens: int, dtype: torch.dtype, device: torch.device, repeats: int) -> dict:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -37,9 +38,8 @@ def estimate(args) -> dict:
     module = GPTLitModule(model_name=args.model, dropout=args.dropout)
     trainer = Trainer(accelerator="auto", precision="auto", logger=False)
     tokens = args.batch_size * args.block_size
-    before = os.environ.get("LIT_GPT5_CACHE")
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["LIT_GPT5_CACHE"] = cache
+    # An empty cache, so that the estimate is measured now; the caller's setting is back afterwards.
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"LIT_GPT5_CACHE": cache}):
         start = time.perf_counter()
         note = run_length_note(module, trainer, tokens, args.block_size, 500, args.batch_size)
         seconds = time.perf_counter() - start
@@ -48,10 +48,6 @@ def estimate(args) -> dict:
         else:  # elsewhere the note is the matmul FLOPs at STEP_SHARE of the device's peak
             flops = module.model.flops_per_token(args.block_size, training=True) * tokens
             parts = {"step": flops / (device_peak(trainer, module.model) * STEP_SHARE)}
-    if before is None:  # the caller's cache setting back as it was
-        del os.environ["LIT_GPT5_CACHE"]
-    else:
-        os.environ["LIT_GPT5_CACHE"] = before
     return {"note": note, "measured_in_seconds": seconds, "precision": str(trainer.precision), **parts}
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,7 +33,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import describe_machine  # noqa: E402
-from roofline import COLD_BYTES, step_gemms  # noqa: E402
+from roofline import cold_seconds, ring_copies, step_gemms  # noqa: E402
 
 VARIANTS = {
     "step": lambda a, b: a.t() @ b,
@@ -48,21 +46,9 @@ VARIANTS = {
 def time_variant(variant, m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:
     """Median seconds of one weight-gradient product in ``variant``, cold operands: A stored m x k (d(output), used
     transposed), B stored m x n (the input), as ``step_gemms``'s (k, m, n) "TN" row."""
-    copies = max(2, min(16, COLD_BYTES // ((m * k + m * n) * dtype.itemsize)))
+    copies = ring_copies((m * k + m * n) * dtype.itemsize)
     ring = [(torch.randn(m, k).to(dtype), torch.randn(m, n).to(dtype)) for _ in range(copies)]
-    times = []
-    for i in range(repeats + 1):  # the first call picks kernels: not timed
-        a, b = ring[i % copies]
-        start = time.perf_counter()
-        variant(a, b)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
-
-
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+    return cold_seconds(ring, variant, repeats)
 
 
 def main() -> None:
@@ -101,10 +87,8 @@ def main() -> None:
     # What a transposed product costs the loss afterwards: its float32 sum of the chunks' parts, C x vocabulary, made
     # the vocabulary x C gradient the output matrix needs (once a step).
     config = GPTConfig.from_name(args.model)
-    transposed_sum = [[torch.randn(config.n_embd, config.vocab_size)] for _ in range(2)]
-    transpose_ms = 1e3 * statistics.median(
-        timed(lambda x: x.t().contiguous(), transposed_sum[i % 2][0]) for i in range(1, 6)
-    )
+    transposed_sums = [(torch.randn(config.n_embd, config.vocab_size),) for _ in range(2)]
+    transpose_ms = 1e3 * cold_seconds(transposed_sums, lambda x: x.t().contiguous(), 5)
     print(f"the loss's C x vocabulary float32 sum transposed to vocabulary x C: {transpose_ms:.0f} ms")
     if args.json:
         result = {"machine": machine, "precision": args.precision, "tokens": args.tokens, "rows": rows,
